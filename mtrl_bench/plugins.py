@@ -1,0 +1,132 @@
+"""Hook specifications, the method descriptor and robust entry-point loading (pluggy)."""
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import os
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+PROJECT = "mtrl_bench"
+ENTRY_POINT_GROUP = "mtrl_bench"
+STRICT_ENV = "MTRL_BENCH_STRICT_PLUGINS"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+class PluginError(RuntimeError):
+    """A plugin could not be loaded or registered a bad descriptor."""
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """What a plugin tells the host about one method. The host instantiates; plugins describe.
+
+    strategy: ``strategy(config, layout, num_tasks, generator) -> MaskStrategy`` or None for a
+        method without masks (the trainer then runs plain shared weights).
+    config_cls: a dataclass whose defaults are the paper's hyperparameters.
+    capabilities: free-form flags the core may branch on (never on names), e.g. ``"masks"``.
+    """
+
+    name: str
+    config_cls: type
+    strategy: Callable[..., Any] | None
+    description: str
+    citation: str = ""
+    capabilities: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        if not self.name or self.name != self.name.strip().lower() or " " in self.name:
+            raise PluginError(f"method name {self.name!r} must be lowercase with no spaces")
+        if not dataclasses.is_dataclass(self.config_cls):
+            raise PluginError(f"method {self.name!r}: config_cls must be a dataclass")
+        if ("masks" in self.capabilities) != (self.strategy is not None):
+            raise PluginError(f"method {self.name!r}: 'masks' capability requires a strategy")
+
+
+class HookSpecs:
+    """The hooks a plugin may implement."""
+
+    @hookspec
+    def mtrl_bench_methods(self) -> Iterable[MethodSpec]:  # type: ignore[empty-body]
+        """Return the methods this plugin provides (called once, at load time)."""
+
+
+@dataclass(frozen=True)
+class LoadedMethod:
+    spec: MethodSpec
+    distribution: str  # the pip distribution (or module) that provided it
+    version: str
+
+
+class Registry:
+    """The plugin manager plus the validated method table."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager(PROJECT)
+        self.pm.add_hookspecs(HookSpecs)
+        self.failures: dict[str, str] = {}
+        self.methods: dict[str, LoadedMethod] = {}
+
+    # -- loading -----------------------------------------------------------------------------
+    def load_entry_points(self) -> None:
+        """Import every entry point of the group; a broken plugin is named and skipped."""
+        strict = os.environ.get(STRICT_ENV, "") not in ("", "0")
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            dist = ep.dist.name if ep.dist else ep.value
+            version = ep.dist.version if ep.dist else "unknown"
+            try:
+                self.register(ep.load(), name=ep.name, distribution=dist, version=version)
+            except Exception as exc:  # isolate: one bad plugin must not take down the rest
+                msg = f"plugin '{ep.name}' from '{dist}' failed to load: {type(exc).__name__}: {exc}"
+                if strict:
+                    raise PluginError(msg) from exc
+                self.failures[ep.name] = msg
+                warnings.warn(msg + f" (set {STRICT_ENV}=1 to make this fatal)", stacklevel=2)
+
+    def register(self, plugin: object, name: str, distribution: str, version: str) -> None:
+        self.pm.register(plugin, name=name)
+        self.pm.check_pending()  # misspelled hooks fail loudly, naming the plugin
+        try:
+            impls = self.pm.hook.mtrl_bench_methods.get_hookimpls()
+            specs = [s for impl in impls if impl.plugin is plugin for s in impl.function()]
+            for spec in specs:
+                if not isinstance(spec, MethodSpec):
+                    raise PluginError(f"returned {type(spec).__name__}, expected MethodSpec")
+                if spec.name in self.methods:
+                    other = self.methods[spec.name].distribution
+                    raise PluginError(f"duplicate method name '{spec.name}': provided by both "
+                                      f"'{other}' and '{distribution}'")
+                self.methods[spec.name] = LoadedMethod(spec, distribution, version)
+        except Exception:
+            self.pm.unregister(plugin)
+            raise
+
+    # -- lookup ------------------------------------------------------------------------------
+    def method(self, name: str) -> LoadedMethod:
+        if name not in self.methods:
+            from mtrl_bench_envs.suites import unknown_name_message
+
+            raise KeyError(unknown_name_message("method", name, sorted(self.methods)))
+        return self.methods[name]
+
+    def distributions(self) -> dict[str, str]:
+        """distribution -> version of every loaded plugin (for run manifests)."""
+        return {m.distribution: m.version for m in self.methods.values()}
+
+
+_REGISTRY: Registry | None = None
+
+
+def registry() -> Registry:
+    """The process-wide registry, loaded on first use."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        _REGISTRY = Registry()
+        _REGISTRY.load_entry_points()
+    return _REGISTRY
