@@ -1,0 +1,638 @@
+"""Reports from the long results table: Markdown, LaTeX and CSV, in our layout and the paper's.
+
+`write_report` writes into one directory:
+
+- ``report.md`` and ``report.tex``: an overview that says what is missing; (a) a comparison table
+  per suite (mean ± std over seeds, best per column in bold, significance marks explained under
+  the table) with the tests behind the marks; (b) the paper's Tables 1–4 with our numbers beside
+  the paper's (read from ``results/paper/*.csv``), showing only the rows and columns we have data
+  for; (c) aggregates (IQM, mean, optimality gap, P(method > reference), bootstrap CIs);
+- ``comparison.csv`` (every test, raw and Holm-adjusted p), ``aggregate.csv`` and
+  ``paper_tables.csv`` (ours beside the paper's, long form).
+
+Everything comes from `mtrl_bench.stats`; this module only lays numbers out. The LaTeX is written
+here (booktabs), so no templating dependency is needed.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from tabulate import tabulate
+
+from mtrl_bench import stats
+from mtrl_bench.stats import CELL, DEFAULT_REPS, METHOD_ORDER, QUALITY_ORDER, SUITE_ORDER
+
+DEFAULT_PAPER_DIR = Path(__file__).resolve().parents[1] / "results" / "paper"
+PAPER_COLUMNS = ("table", "paper_method", "method", "suite", "quality", "metric", "mean", "std")
+
+SUITE_LABELS = {"mt5": "MT5", "mt30": "MT30", "mt50": "MT50", "mt50-rand": "MT50-rand",
+                "random5": "random 5", "random30": "random 30"}
+QUALITY_LABELS = {"near-optimal": "near-opt.", "sub-optimal": "sub-opt."}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One of the paper's tables: which of our methods, suites and metrics fill it."""
+
+    number: int
+    title: str
+    methods: tuple[str, ...]
+    suites: tuple[str, ...]
+    metrics: tuple[str, ...] = ("success",)
+
+
+_MAIN = ("prompt-dt", "harmodt-r", "harmodt-m", "harmodt-f", "socodt")
+LAYOUTS = (
+    Layout(1, "Meta-World MT5 / MT30 / MT50, near- and sub-optimal data", _MAIN,
+           ("mt5", "mt30", "mt50")),
+    Layout(2, "MT50 with random goals (MT50-rand)", _MAIN, ("mt50-rand",)),
+    Layout(3, "Random 5- and 30-task combinations", ("harmodt-f", "socodt"),
+           ("random5", "random30")),
+    Layout(4, "MT30 component ablation (S: soft mask, A: adaptive sparsity, "
+              "M: magnitude-sensitive scoring)",
+           ("socodt-no-soft", "socodt-fixed-sparsity", "socodt-no-magnitude", "socodt"),
+           ("mt30",), ("success", "return")),
+)
+
+
+# --------------------------------------------------------------------------- document model
+
+@dataclass
+class Cell:
+    text: str = "—"
+    bold: bool = False
+    mark: str = ""
+
+
+@dataclass
+class Table:
+    caption: str
+    label_header: str
+    columns: list[tuple[str, str]]  # (group, name); groups span neighbouring columns in LaTeX
+    rows: list[list[Cell]]  # the first cell of a row is its label
+    notes: list[str] = field(default_factory=list)
+
+
+Block = tuple[str, object]  # ("h2" | "h3" | "p" | "list", text or items) or ("table", Table)
+
+
+# --------------------------------------------------------------------------- formatting
+
+def _scale(metric: str) -> tuple[float, int, str]:
+    """(factor, decimals, unit) for displaying a metric: success in %, like the paper."""
+    if metric == "success":
+        return 100.0, 2, "%"
+    if metric == "return":
+        return 1.0, 1, ""
+    return 1.0, 3, ""
+
+
+def _num(x: float, decimals: int) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{decimals}f}"
+
+
+def _mean_std(mean: float, std: float, metric: str) -> str:
+    factor, dec, _ = _scale(metric)
+    if math.isnan(mean):
+        return "—"
+    if math.isnan(std):
+        return _num(mean * factor, dec)
+    return f"{mean * factor:.{dec}f} ± {std * factor:.{dec}f}"
+
+
+def _p(p: float) -> str:
+    return "—" if math.isnan(p) else f"{p:.3g}"
+
+
+def _interval(point: float, lo: float, hi: float, factor: float, dec: int) -> str:
+    if math.isnan(point):
+        return "—"
+    return f"{point * factor:.{dec}f} [{lo * factor:.{dec}f}, {hi * factor:.{dec}f}]"
+
+
+def _cell_name(suite: str, quality: str) -> str:
+    return f"{SUITE_LABELS.get(suite, suite)} {quality}"
+
+
+def _bold_best(rows: list[list[Cell]], col: int, values: list[float], decimals: int) -> None:
+    """Bold the highest value of a column; ties at the displayed precision are all bold."""
+    shown = [round(v, decimals) if not math.isnan(v) else math.nan for v in values]
+    finite = [v for v in shown if not math.isnan(v)]
+    if not finite:
+        return
+    best = max(finite)
+    for row, v in zip(rows, shown):
+        if v == best:
+            row[col].bold = True
+
+
+def _sorted_unique(values: Iterable[str], order: tuple[str, ...]) -> list[str]:
+    rank = {name: i for i, name in enumerate(order)}
+    return sorted(set(values), key=lambda v: (rank.get(v, len(rank)), v))
+
+
+# --------------------------------------------------------------------------- paper numbers
+
+def load_paper(paper_dir: str | Path | None) -> pd.DataFrame:
+    """The paper's transcribed numbers (all ``table*.csv`` files), or an empty frame."""
+    empty = pd.DataFrame(columns=list(PAPER_COLUMNS))
+    if paper_dir is None or not Path(paper_dir).is_dir():
+        return empty
+    frames = []
+    for path in sorted(Path(paper_dir).glob("table*.csv")):
+        # Read as text so numbers are shown exactly as printed ("100.0", not "100.00").
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        lacking = [c for c in PAPER_COLUMNS if c not in frame.columns]
+        if lacking:
+            raise ValueError(f"{path}: missing column(s) {', '.join(lacking)}")
+        frames.append(frame)
+    if not frames:
+        return empty
+    out = pd.concat(frames, ignore_index=True)
+    out["table"] = pd.to_numeric(out["table"])
+    for col in ("mean", "std"):
+        out[f"{col}_text"] = out[col].str.strip()
+        out[col] = pd.to_numeric(out[col].replace("", None))
+    return out
+
+
+# --------------------------------------------------------------------------- sections
+
+def _overview(df: pd.DataFrame, comps: dict[str, pd.DataFrame], primary: str, reference: str,
+              alpha: float) -> list[Block]:
+    runs = df.drop_duplicates(list(stats.RUN))
+    blocks: list[Block] = [("h2", "Overview"), ("p", (
+        f"{len(df)} rows from {len(runs)} runs. Methods: "
+        f"{', '.join(_sorted_unique(df['method'], METHOD_ORDER))}. Suites: "
+        f"{', '.join(_sorted_unique(df['suite'], SUITE_ORDER))}. Qualities: "
+        f"{', '.join(_sorted_unique(df['quality'], QUALITY_ORDER))}. Protocols: "
+        f"{', '.join(sorted(set(df['protocol'])))}. Reference method: {reference}. "
+        "The unit of every statistic is the training seed: each run's per-task values are "
+        "averaged over tasks first."
+    ))]
+    if df["protocol"].nunique() > 1:
+        blocks.append(("p", "Several evaluation protocols: each is tabulated and tested on its "
+                            "own, never pooled."))
+    missing = _missing(df, primary, reference)
+    blocks += [("h3", "What is missing"),
+               ("list", missing) if missing else ("p", "Nothing: every method has runs in every "
+                                                       "cell present, on every task.")]
+    comp = comps.get(primary, pd.DataFrame())
+    tested = comp[comp["method"] != comp["reference"]] if len(comp) else comp
+    if len(tested):
+        floors = tested.dropna(subset=["p_floor"])
+        low = floors[floors["p_floor"] >= alpha]
+        if len(low):
+            worst = low.loc[low["p_floor"].idxmax()]
+            blocks.append(("p", (
+                f"Too few seeds for exact tests: with {int(worst.n)} vs {int(worst.ref_n)} seeds "
+                f"an exact two-sided permutation test cannot go below p = {worst.p_floor:.3g}, so "
+                f"p < {alpha:g} is out of reach for {len(low)} of {len(tested)} comparisons. "
+                f"Significance is not marked below {stats.min_seeds(alpha)} seeds per method; the "
+                f"Welch p-values are still in comparison.csv, but {int(worst.n)} seeds cannot "
+                "check the normality they assume."
+            )))
+    return blocks
+
+
+def _missing(df: pd.DataFrame, metric: str, reference: str) -> list[str]:
+    """Plain sentences on the gaps of the table: method × cell, seeds, tasks, metrics."""
+    out: list[str] = []
+    runs = df.drop_duplicates(list(stats.RUN))
+    for name, group in df.groupby("metric", sort=True):
+        have = group.drop_duplicates(list(stats.RUN))
+        if len(have) < len(runs):
+            out.append(f"metric '{name}' exists for {len(have)} of {len(runs)} runs")
+    scores = stats.seed_scores(df, metric)
+    if scores.empty:
+        return [*out, f"no run has the metric '{metric}'"]
+    cells = scores[list(CELL)].drop_duplicates()
+    methods = _sorted_unique(scores["method"], METHOD_ORDER)
+    present = set(map(tuple, scores[["method", *CELL]].drop_duplicates().to_numpy()))
+    for method in methods:
+        gaps = [_cell_name(s, q) + (f" [{p}]" if cells["protocol"].nunique() > 1 else "")
+                for s, q, p in map(tuple, cells.to_numpy()) if (method, s, q, p) not in present]
+        if gaps:
+            out.append(f"{method}: no runs in {', '.join(gaps)}")
+    for cell, group in scores.groupby(list(CELL), sort=False):
+        name = _cell_name(cell[0], cell[1])
+        counts = group.groupby("method", sort=False)["seed"].nunique()
+        if counts.nunique() > 1:
+            out.append(f"{name}: seeds per method differ ("
+                       + ", ".join(f"{m} {n}" for m, n in counts.items()) + ")")
+        if reference not in counts.index:
+            out.append(f"{name}: no {reference} runs, so no tests against it")
+        n_tasks = group["n_tasks"]
+        full = n_tasks.max()
+        for r in group[(n_tasks > 0) & (n_tasks < full)].itertuples():
+            out.append(f"{r.method} {name} seed {r.seed}: {r.n_tasks} of {full} tasks "
+                       "(its average covers only those)")
+        if (n_tasks == 0).any() and full > 0:
+            out.append(f"{name}: some runs have only a task mean, others per-task values")
+    return out
+
+
+def _comparison_section(comp: pd.DataFrame, metric: str, reference: str,
+                        alpha: float) -> list[Block]:
+    factor, dec, unit = _scale(metric)
+    blocks: list[Block] = [("h3", f"Metric: {metric}" + (f" ({unit})" if unit else ""))]
+    family = {metric: int(comp["p_welch"].notna().sum())}
+    for (suite, protocol), group in comp.groupby(["suite", "protocol"], sort=False):
+        qualities = _sorted_unique(group["quality"], QUALITY_ORDER)
+        methods = _sorted_unique(group["method"], METHOD_ORDER)
+        rows, detail = [], []
+        for method in methods:
+            row = [Cell(method)]
+            for q in qualities:
+                hit = group[(group["method"] == method) & (group["quality"] == q)]
+                if hit.empty:
+                    row.append(Cell())
+                    continue
+                r = hit.iloc[0]
+                row.append(Cell(_mean_std(r["mean"], r["std"], metric), mark=r["mark"]))
+                if method != reference:
+                    detail.append(_detail_row(r, factor, dec))
+            rows.append(row)
+        for j, q in enumerate(qualities, start=1):
+            values = [_lookup(group, method, q, "mean") * factor for method in methods]
+            _bold_best(rows, j, values, dec)
+        seeds = group.set_index(["method", "quality"])["n"]
+        notes = [f"Mean ± std (ddof=1) over seeds{' in ' + unit if unit else ''}. Bold: the best "
+                 "mean in each column.", _seed_note(seeds),
+                 _marks_note(group, reference, alpha, family)]
+        caption = f"{SUITE_LABELS.get(suite, suite)}, {metric}, protocol {protocol}"
+        blocks.append(("table", Table(caption, "method",
+                                      [("", QUALITY_LABELS.get(q, q)) for q in qualities],
+                                      rows, [n for n in notes if n])))
+        if detail:
+            diff = "diff (pp) [95% CI]" if unit == "%" else "diff [95% CI]"
+            cols = ["quality", f"n vs {reference}", diff, "Hedges' g", "p Welch", "p perm.",
+                    "p Holm", "note"]
+            blocks.append(("table", Table(f"Tests against {reference}: {caption}", "method",
+                                          [("", c) for c in cols], detail)))
+    return blocks
+
+
+def _lookup(group: pd.DataFrame, method: str, quality: str, column: str) -> float:
+    hit = group[(group["method"] == method) & (group["quality"] == quality)]
+    return float(hit.iloc[0][column]) if len(hit) else math.nan
+
+
+def _detail_row(r: pd.Series, factor: float, dec: int) -> list[Cell]:
+    diff = _interval(r["diff"], r["ci_low"], r["ci_high"], factor, dec)
+    if math.isnan(r["ci_low"]) and not math.isnan(r["diff"]):
+        diff = _num(r["diff"] * factor, dec)
+    return [Cell(r["method"]), Cell(QUALITY_LABELS.get(r["quality"], r["quality"])),
+            Cell(f"{r['n']} vs {r['ref_n']}"), Cell(diff), Cell(_num(r["g"], 2)),
+            Cell(_p(r["p_welch"])), Cell(_p(r["p_perm"])), Cell(_p(r["p_holm"])),
+            Cell(r["note"] or "")]
+
+
+def _seed_note(seeds: pd.Series) -> str:
+    values = seeds.unique()
+    if len(values) == 1:
+        return f"Seeds per cell: {values[0]}."
+    parts = (" ".join(map(str, key if isinstance(key, tuple) else (key,))) + f" {n}"
+             for key, n in seeds.items())
+    return "Seeds per cell vary: " + ", ".join(parts) + "."
+
+
+def _marks_note(group: pd.DataFrame, reference: str, alpha: float,
+                families: dict[str, int]) -> str:
+    tested = group[group["method"] != group["reference"]]
+    if tested.empty:
+        return f"No tests: no method besides {reference} in this table."
+    needed = stats.min_seeds(alpha)
+    sizes = " and ".join(f"{m} for {k}" for k, m in families.items())
+    text = (f"\\* / \\*\\*: differs from {reference} by Welch's t-test on per-seed scores, "
+            f"Holm–Bonferroni-adjusted within each metric over all comparisons of this report "
+            f"({sizes}), p < {alpha:g} / p < {alpha / 5:g}. No mark: not significant, or too few "
+            f"seeds to mark (< {needed} per method).")
+    low = tested[tested[["n", "ref_n"]].min(axis=1) < needed]
+    if len(low):
+        floor = low["p_floor"].max()
+        text += (f" Here {len(low)} of {len(tested)} comparisons have too few seeds: an exact "
+                 f"test with that many seeds cannot go below p = {floor:.3g}.")
+    return text
+
+
+def _paper_section(comps: dict[str, pd.DataFrame], paper: pd.DataFrame, reference: str,
+                   alpha: float, paper_dir: Path | None) -> tuple[list[Block], pd.DataFrame]:
+    blocks: list[Block] = [("h2", "(b) The paper's tables, ours beside the paper's")]
+    if paper.empty:
+        where = paper_dir if paper_dir is not None else "(no paper_dir given)"
+        blocks.append(("p", f"The paper's numbers were not found at {where}: only ours are "
+                            "shown."))
+    long_rows = []
+    for layout in LAYOUTS:
+        layout_blocks, layout_rows = _paper_layout(layout, comps, paper, reference, alpha)
+        blocks += layout_blocks
+        long_rows += layout_rows
+    return blocks, pd.DataFrame(long_rows, columns=[
+        "table", "method", "paper_method", "suite", "quality", "protocol", "metric", "unit",
+        "n", "ours_mean", "ours_std", "paper_mean", "paper_std", "mark", "p_welch", "p_holm"])
+
+
+def _paper_layout(layout: Layout, comps: dict[str, pd.DataFrame], paper: pd.DataFrame,
+                  reference: str, alpha: float) -> tuple[list[Block], list[dict]]:
+    head = f"Table {layout.number}: {layout.title}"
+    ours = pd.concat([c for m, c in comps.items() if m in layout.metrics and len(c)]
+                     or [pd.DataFrame(columns=list(stats.COMPARE_COLUMNS))], ignore_index=True)
+    ours = ours[ours["method"].isin(layout.methods) & ours["suite"].isin(layout.suites)]
+    expected = [(m, s, q, k) for m in layout.methods for s in layout.suites
+                for q in QUALITY_ORDER for k in layout.metrics]
+    if ours.empty:
+        need = ", ".join(layout.suites)
+        return [("h3", head), ("p", f"No results for this table: it needs runs of "
+                                    f"{', '.join(layout.methods)} on {need}.")], []
+    blocks: list[Block] = [("h3", head)]
+    long_rows: list[dict] = []
+    paper_t = paper[paper["table"] == layout.number]
+    labels = dict(zip(paper_t["method"], paper_t["paper_method"]))
+    for protocol, group in ours.groupby("protocol", sort=True):
+        cols = [(s, q, k) for s in layout.suites for q in QUALITY_ORDER for k in layout.metrics
+                if ((group["suite"] == s) & (group["quality"] == q) & (group["metric"] == k)).any()]
+        methods = [m for m in layout.methods if m in set(group["method"])]
+        rows, values = [], {}
+        for method in methods:
+            label = method + (f" ({labels[method]})" if method in labels and layout.number == 4
+                              else "")
+            row = [Cell(label)]
+            for s, q, k in cols:
+                mine = group[(group["method"] == method) & (group["suite"] == s)
+                             & (group["quality"] == q) & (group["metric"] == k)]
+                theirs = paper_t[(paper_t["method"] == method) & (paper_t["suite"] == s)
+                                 & (paper_t["quality"] == q) & (paper_t["metric"] == k)]
+                factor, dec, unit = _scale(k)
+                paper_row = theirs.iloc[0] if len(theirs) else None
+                p_mean = float(paper_row["mean"]) if paper_row is not None else math.nan
+                p_std = float(paper_row["std"]) if paper_row is not None else math.nan
+                if len(mine):
+                    r = mine.iloc[0]
+                    row.append(Cell(_mean_std(r["mean"], r["std"], k), mark=r["mark"]))
+                    values.setdefault((s, q, k, "ours"), []).append(r["mean"] * factor)
+                    long_rows.append(dict(
+                        table=layout.number, method=method, paper_method=labels.get(method, ""),
+                        suite=s, quality=q, protocol=protocol, metric=k, unit=unit or k,
+                        n=int(r["n"]), ours_mean=r["mean"] * factor, ours_std=r["std"] * factor,
+                        paper_mean=p_mean, paper_std=p_std, mark=r["mark"],
+                        p_welch=r["p_welch"], p_holm=r["p_holm"]))
+                else:
+                    row.append(Cell())
+                    values.setdefault((s, q, k, "ours"), []).append(math.nan)
+                # The paper's numbers are already in display units (% for success).
+                row.append(Cell(_paper_text(paper_row)))
+                values.setdefault((s, q, k, "paper"), []).append(p_mean)
+            rows.append(row)
+        columns = []
+        for s, q, k in cols:
+            group_name = _cell_name(s, q) + (f", {k}" if len(layout.metrics) > 1 else "")
+            columns += [(group_name, "ours"), (group_name, "paper")]
+        for j, (s, q, k) in enumerate(cols):
+            dec = _scale(k)[1]
+            _bold_best(rows, 1 + 2 * j, values[(s, q, k, "ours")], dec)
+            _bold_best(rows, 2 + 2 * j, values[(s, q, k, "paper")], dec)
+        families = {k: int(comps[k]["p_welch"].notna().sum()) for k in layout.metrics
+                    if k in comps and len(comps[k])}
+        notes = ["Ours: mean ± std (ddof=1) over seeds; success in %. Paper: as printed. Bold: "
+                 "the best in each column among the rows shown.",
+                 _seed_note(group[group["metric"] == layout.metrics[0]]
+                            .set_index(["method", "suite", "quality"])["n"]),
+                 _marks_note(group, reference, alpha, families)]
+        present = set(map(tuple, group[["method", "suite", "quality", "metric"]].to_numpy()))
+        gaps = [e for e in expected if e not in present]
+        if gaps:
+            notes.append("Missing here: " + _describe_gaps(gaps, layout) + ".")
+        skipped = sorted(set(paper_t.loc[paper_t["method"] == "", "paper_method"]))
+        if skipped:
+            notes.append("Paper rows not reimplemented here (see results/paper/): "
+                         + ", ".join(skipped) + ".")
+        caption = f"Table {layout.number}" + (f", protocol {protocol}" if protocol else "")
+        blocks.append(("table", Table(caption, "method", columns, rows, notes)))
+    return blocks, long_rows
+
+
+def _paper_text(row: pd.Series | None) -> str:
+    if row is None:
+        return "n/a"
+    if not row["mean_text"]:
+        return "–"  # printed as a dash in the paper
+    return row["mean_text"] + (f" ± {row['std_text']}" if row["std_text"] else "")
+
+
+def _describe_gaps(gaps: list[tuple[str, str, str, str]], layout: Layout) -> str:
+    by_method: dict[str, list[str]] = {}
+    for m, s, q, k in gaps:
+        by_method.setdefault(m, []).append(
+            _cell_name(s, q) + (f" {k}" if len(layout.metrics) > 1 else ""))
+    total = len(layout.suites) * len(QUALITY_ORDER) * len(layout.metrics)
+    return "; ".join(f"{m} (all cells)" if len(c) == total else f"{m}: {', '.join(c)}"
+                     for m, c in by_method.items())
+
+
+def _aggregate_section(agg: pd.DataFrame, metric: str, reference: str, reps: int,
+                       seed: int) -> list[Block]:
+    factor, dec, unit = _scale(metric)
+    blocks: list[Block] = [("h2", f"(c) Aggregates: {metric}"), ("p", (
+        f"IQM (the mean of the middle 50% of all run × task scores) and the mean, with 95% "
+        f"stratified-bootstrap intervals (runs resampled within each task; {reps} resamples, "
+        f"seed {seed}). P(X > {reference}): the probability that a run of X beats a run of "
+        f"{reference} on a task (ties count ½), averaged over tasks; 0.5 means no difference, "
+        "and an interval that excludes 0.5 is the sign of a difference."
+    ))]
+    has_gap = metric == "success"
+    for (suite, protocol), group in agg.groupby(["suite", "protocol"], sort=False):
+        cols = ["quality", "runs × tasks", "IQM [95% CI]", "mean [95% CI]"]
+        cols += ["optimality gap [95% CI]"] if has_gap else []
+        cols += [f"P(X > {reference}) [95% CI]", "note"]
+        rows = []
+        for r in group.itertuples():
+            row = [Cell(r.method), Cell(QUALITY_LABELS.get(r.quality, r.quality)),
+                   Cell(f"{r.runs} × {r.tasks}"),
+                   Cell(_interval(r.iqm, r.iqm_low, r.iqm_high, factor, dec)),
+                   Cell(_interval(r.mean, r.mean_low, r.mean_high, factor, dec))]
+            if has_gap:
+                row.append(Cell(_interval(r.gap, r.gap_low, r.gap_high, factor, dec)))
+            poi = "reference" if r.method == reference else _interval(
+                r.poi, r.poi_low, r.poi_high, 1.0, 2)
+            rows.append([*row, Cell(poi), Cell(r.note or "")])
+        caption = f"Aggregates, {SUITE_LABELS.get(suite, suite)}, {metric}, protocol {protocol}"
+        notes = [f"Scores in {unit}." if unit else ""]
+        blocks.append(("table", Table(caption, "method", [("", c) for c in cols], rows,
+                                      [n for n in notes if n])))
+    return blocks
+
+
+# --------------------------------------------------------------------------- renderers
+
+def _md_cell(cell: Cell) -> str:
+    text = cell.text.replace("|", "\\|")
+    if cell.bold and text not in ("—", "–", "n/a"):
+        text = f"**{text}**"
+    return text + cell.mark.replace("*", "\\*")
+
+
+def render_markdown(title: str, blocks: list[Block]) -> str:
+    out = [f"# {title}", ""]
+    for kind, body in blocks:
+        if kind == "h2":
+            out += [f"## {body}", ""]
+        elif kind == "h3":
+            out += [f"### {body}", ""]
+        elif kind == "p":
+            out += [str(body), ""]
+        elif kind == "list":
+            out += [f"- {item}" for item in body] + [""]
+        elif kind == "table":
+            t: Table = body
+            headers = [t.label_header] + [f"{g} {n}".strip() for g, n in t.columns]
+            rows = [[_md_cell(c) for c in row] for row in t.rows]
+            out += [f"**{t.caption}**", "",
+                    tabulate(rows, headers, tablefmt="github", disable_numparse=True), ""]
+            out += [f"{note}  " for note in t.notes] + ([""] if t.notes else [])
+    return "\n".join(out).rstrip() + "\n"
+
+
+_TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                "^": r"\textasciicircum{}"}
+_TEX_SYMBOLS = {"±": r"$\pm$", "—": "--", "–": "--", "×": r"$\times$", "½": r"$\frac12$",
+                "≥": r"$\geq$", "<": r"$<$", ">": r"$>$"}
+
+
+def _tex(text: str) -> str:
+    text = text.replace("\\*", "*")  # Markdown escapes are not LaTeX
+    out = "".join(_TEX_ESCAPES.get(ch, ch) for ch in text)
+    for symbol, tex in _TEX_SYMBOLS.items():
+        out = out.replace(symbol, tex)
+    return out
+
+
+def _tex_cell(cell: Cell) -> str:
+    text = _tex(cell.text)
+    if cell.bold and cell.text not in ("—", "–", "n/a"):
+        text = rf"\textbf{{{text}}}"
+    return text + (rf"$^{{{cell.mark}}}$" if cell.mark else "")
+
+
+def render_latex(title: str, blocks: list[Block]) -> str:
+    out = [f"% {title}", "% Generated by mtrl_bench.report; needs \\usepackage{booktabs}.", ""]
+    for kind, body in blocks:
+        if kind in ("h2", "h3"):
+            out += [rf"\{'sub' if kind == 'h3' else ''}section*{{{_tex(str(body))}}}", ""]
+        elif kind == "p":
+            out += [_tex(str(body)), ""]
+        elif kind == "list":
+            out += [r"\begin{itemize}"] + [rf"  \item {_tex(i)}" for i in body]
+            out += [r"\end{itemize}", ""]
+        elif kind == "table":
+            out += _latex_table(body) + [""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _latex_table(t: Table) -> list[str]:
+    n = len(t.columns)
+    lines = [r"\begin{table}[ht]", r"\centering", rf"\caption{{{_tex(t.caption)}}}",
+             r"\begin{tabular}{l" + "c" * n + "}", r"\toprule"]
+    spans = _spans([g for g, _ in t.columns])
+    if any(g for g, _, _ in spans):
+        heads, rules = [""], []
+        for g, start, width in spans:
+            heads.append(rf"\multicolumn{{{width}}}{{c}}{{{_tex(g)}}}" if width > 1 else _tex(g))
+            if g:
+                rules.append(rf"\cmidrule(lr){{{start + 2}-{start + 1 + width}}}")
+        lines += [" & ".join(heads) + r" \\", " ".join(rules)]
+    lines.append(" & ".join([_tex(t.label_header)] + [_tex(c) for _, c in t.columns]) + r" \\")
+    lines.append(r"\midrule")
+    lines += [" & ".join(_tex_cell(c) for c in row) + r" \\" for row in t.rows]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if t.notes:
+        lines += [r"\par\smallskip\footnotesize"] + [_tex(note) + r"\par" for note in t.notes]
+    lines.append(r"\end{table}")
+    return lines
+
+
+def _spans(groups: list[str]) -> list[tuple[str, int, int]]:
+    """Runs of equal neighbouring group names: (name, first index, width)."""
+    spans: list[tuple[str, int, int]] = []
+    for i, g in enumerate(groups):
+        if spans and spans[-1][0] == g:
+            spans[-1] = (g, spans[-1][1], spans[-1][2] + 1)
+        else:
+            spans.append((g, i, 1))
+    return spans
+
+
+# --------------------------------------------------------------------------- entry point
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_report(df: pd.DataFrame, out_dir: str | Path, reference: str = "socodt",
+                 paper_dir: str | Path | None = DEFAULT_PAPER_DIR, metric: str = "success",
+                 seed: int = 0, reps: int = DEFAULT_REPS, alpha: float = 0.05) -> list[Path]:
+    """Write report.md, report.tex, comparison.csv, aggregate.csv and paper_tables.csv.
+
+    `metric` is the headline metric (aggregates and the overview); every metric in the table gets
+    a comparison, each metric its own Holm family. Raises ValueError only when the table holds no
+    value at all; a partial table is reported with what is missing.
+    """
+    raw_rows = len(df)
+    df = stats.check_results(df)
+    if df.empty:
+        raise ValueError("the results table is empty: there is nothing to report "
+                         "(no run has a numeric value); run an experiment first")
+    metrics = _sorted_unique(df["metric"], ("success", "return"))
+    primary = metric if metric in metrics else metrics[0]
+    comps = {m: stats.compare(df, reference, m, seed=seed, alpha=alpha) for m in metrics}
+    agg = stats.aggregate(df, reference, primary, reps=reps, seed=seed)
+    paper_path = Path(paper_dir) if paper_dir is not None else None
+    paper = load_paper(paper_path)
+
+    blocks = _overview(df, comps, primary, reference, alpha)
+    if raw_rows > len(df):
+        blocks.insert(1, ("p", f"{raw_rows - len(df)} row(s) without a numeric value were left "
+                               "out."))
+    if primary != metric:
+        blocks.append(("p", f"No '{metric}' values in this table; the headline metric is "
+                            f"'{primary}' instead."))
+    blocks.append(("h2", f"(a) Comparison against {reference}"))
+    for m in metrics:
+        blocks += _comparison_section(comps[m], m, reference, alpha)
+    paper_blocks, paper_long = _paper_section(comps, paper, reference, alpha, paper_path)
+    blocks += paper_blocks
+    blocks += _aggregate_section(agg, primary, reference, reps, seed)
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    title = f"mtrl-bench report (reference: {reference})"
+    files = {
+        "report.md": render_markdown(title, blocks),
+        "report.tex": render_latex(title, blocks),
+        "comparison.csv": pd.concat(list(comps.values()), ignore_index=True).to_csv(index=False),
+        "aggregate.csv": agg.to_csv(index=False),
+        "paper_tables.csv": paper_long.to_csv(index=False),
+    }
+    paths = []
+    for name, text in files.items():
+        _atomic_write(out / name, text)
+        paths.append(out / name)
+    return paths
+
+
+__all__ = ["LAYOUTS", "Layout", "load_paper", "render_latex", "render_markdown", "write_report"]
+

@@ -1,0 +1,167 @@
+"""Reports on synthetic results tables, and the transcribed paper numbers."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mtrl_bench import report
+
+PAPER_DIR = Path(__file__).resolve().parents[1] / "results" / "paper"
+FILES = ["report.md", "report.tex", "comparison.csv", "aggregate.csv", "paper_tables.csv"]
+
+# Per-seed offsets: mean 0, so each cell's mean is exactly its base value.
+OFFSETS = (-0.01, 0.0, 0.01)
+
+
+def synthetic(bases: dict[tuple[str, str, str], float], metric: str = "success",
+              tasks: int = 3, offsets: tuple[float, ...] = OFFSETS) -> pd.DataFrame:
+    """Rows for {(method, suite, quality): mean}; task t adds (t - mid) * 0.02, summing to 0."""
+    mid = (tasks - 1) / 2
+    rows = [dict(method=m, suite=s, quality=q, seed=i, task=f"task{t}", metric=metric,
+                 value=base + off + (t - mid) * 0.02, protocol="v3-scripted")
+            for (m, s, q), base in bases.items() for i, off in enumerate(offsets)
+            for t in range(tasks)]
+    return pd.DataFrame(rows)
+
+
+FULL = {
+    ("prompt-dt", "mt5", "near-optimal"): 0.50, ("prompt-dt", "mt5", "sub-optimal"): 0.40,
+    ("harmodt-f", "mt5", "near-optimal"): 0.60, ("harmodt-f", "mt5", "sub-optimal"): 0.75,
+    ("socodt", "mt5", "near-optimal"): 0.70, ("socodt", "mt5", "sub-optimal"): 0.55,
+}
+
+
+def table_rows(markdown: str, caption: str) -> dict[str, list[str]]:
+    """The rows of the Markdown table under `**caption**`, as {label: cells}."""
+    lines = markdown.splitlines()
+    start = lines.index(f"**{caption}**") + 2
+    header = [c.strip() for c in lines[start].strip("|").split("|")]
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0]] = dict(zip(header, cells))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def full_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    paths = report.write_report(synthetic(FULL), out, paper_dir=PAPER_DIR, reps=200)
+    return out, paths
+
+
+def test_writes_every_file(full_report):
+    out, paths = full_report
+    assert [p.name for p in paths] == FILES
+    assert all((out / name).stat().st_size > 0 for name in FILES)
+    comparison = pd.read_csv(out / "comparison.csv")
+    assert {"p_welch", "p_perm", "p_holm", "p_perm_holm", "g", "note"} <= set(comparison.columns)
+    assert len(comparison) == 6  # 3 methods × 2 cells
+    tex = (out / "report.tex").read_text()
+    assert r"\toprule" in tex and r"\bottomrule" in tex and r"\textbf{75.00 $\pm$ 1.00}" in tex
+
+
+def test_best_per_column_in_bold(full_report):
+    md = (full_report[0] / "report.md").read_text()
+    rows = table_rows(md, "MT5, success, protocol v3-scripted")
+    assert rows["socodt"]["near-opt."] == "**70.00 ± 1.00**"
+    assert rows["harmodt-f"]["sub-opt."].startswith("**75.00 ± 1.00**")
+    assert not rows["socodt"]["sub-opt."].startswith("**")
+    assert not rows["harmodt-f"]["near-opt."].startswith("**")
+
+
+def test_paper_numbers_beside_ours(full_report):
+    out, _ = full_report
+    md = (out / "report.md").read_text()
+    rows = table_rows(md, "Table 1, protocol v3-scripted")
+    soco = rows["socodt"]
+    assert soco["MT5 sub-optimal ours"] == "55.00 ± 1.00"
+    assert soco["MT5 sub-optimal paper"] == "**80.00 ± 2.32**"  # best of the rows shown
+    assert rows["prompt-dt"]["MT5 near-optimal paper"] == "**100.0 ± 0.0**"  # as printed
+    assert "MT50 near-optimal ours" not in soco  # columns without our data are not shown
+    long = pd.read_csv(out / "paper_tables.csv")
+    hit = long[(long["method"] == "socodt") & (long["quality"] == "sub-optimal")].iloc[0]
+    assert (hit["ours_mean"], hit["paper_mean"]) == (pytest.approx(55.0), pytest.approx(80.0))
+
+
+def test_marks_explained_and_refused_with_three_seeds(full_report):
+    md = (full_report[0] / "report.md").read_text()
+    assert "\\* / \\*\\*: differs from socodt by Welch's t-test" in md
+    assert "cannot go below p = 0.1" in md
+    rows = table_rows(md, "MT5, success, protocol v3-scripted")
+    assert not rows["prompt-dt"]["near-opt."].endswith("\\*")  # 20 points apart, still unmarked
+
+
+def test_marks_given_with_enough_seeds(tmp_path):
+    offsets = (-0.02, -0.01, 0.0, 0.01, 0.02)
+    df = synthetic({k: v for k, v in FULL.items() if k[2] == "near-optimal"}, offsets=offsets)
+    report.write_report(df, tmp_path, paper_dir=PAPER_DIR, reps=100)
+    rows = table_rows((tmp_path / "report.md").read_text(), "MT5, success, protocol v3-scripted")
+    assert rows["prompt-dt"]["near-opt."] == "50.00 ± 1.58\\*\\*"
+    assert rows["socodt"]["near-opt."] == "**70.00 ± 1.58**"
+
+
+def test_partial_table_says_what_is_missing(tmp_path):
+    partial = {k: v for k, v in FULL.items() if k != ("harmodt-f", "mt5", "sub-optimal")}
+    df = synthetic(partial)
+    df = df[~((df["method"] == "prompt-dt") & (df["seed"] == 2) & (df["task"] == "task2"))]
+    df.loc[df.index[0], "value"] = float("nan")
+    report.write_report(df, tmp_path, paper_dir=PAPER_DIR, reps=100)
+    md = (tmp_path / "report.md").read_text()
+    assert "harmodt-f: no runs in MT5 sub-optimal" in md
+    assert "1 row(s) without a numeric value were left out" in md
+    assert "prompt-dt MT5 near-optimal seed 2: 2 of 3 tasks" in md
+    assert "Missing here: prompt-dt: MT30 near-optimal" in md
+    assert "harmodt-r (all cells)" in md
+    assert "No results for this table: it needs runs of" in md  # Tables 2 to 4
+    rows = table_rows(md, "Table 1, protocol v3-scripted")
+    assert rows["harmodt-f"]["MT5 sub-optimal ours"] == "—"
+
+
+def test_report_without_reference_or_paper_numbers(tmp_path):
+    df = synthetic({("prompt-dt", "mt30", "sub-optimal"): 0.4}).assign(metric="return")
+    report.write_report(df, tmp_path, paper_dir=tmp_path / "nowhere", reps=50)
+    md = (tmp_path / "report.md").read_text()
+    assert "no socodt runs, so no tests against it" in md
+    assert "The paper's numbers were not found" in md
+    assert "No 'success' values in this table; the headline metric is 'return'" in md
+
+
+def test_nothing_to_report_raises(tmp_path):
+    with pytest.raises(ValueError, match="empty"):
+        report.write_report(synthetic(FULL).iloc[:0], tmp_path)
+    with pytest.raises(ValueError, match="lacks column"):
+        report.write_report(synthetic(FULL).drop(columns="seed"), tmp_path)
+    assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+# ---------------------------------------------------------------- transcribed paper numbers
+
+def test_paper_tables_cover_the_layouts():
+    paper = report.load_paper(PAPER_DIR)
+    assert sorted(paper["table"].unique()) == [1, 2, 3, 4]
+    assert len(paper[paper["table"] == 1]) == 7 * 6
+    for layout in report.LAYOUTS:
+        rows = paper[(paper["table"] == layout.number) & (paper["method"] != "")]
+        assert set(rows["method"]) == set(layout.methods)
+        assert set(rows["suite"]) == set(layout.suites)
+        assert set(rows["metric"]) == set(layout.metrics)
+    success = paper[paper["metric"] == "success"]["mean"].dropna()
+    assert success.between(0, 100).all()
+
+
+def test_paper_numbers_match_the_improvements_stated_in_the_text():
+    # §5.2: SoCo-DT's gain over the best baseline, Table 1.
+    t1 = report.load_paper(PAPER_DIR).query("table == 1")
+    stated = {("mt5", "sub-optimal"): 4.96, ("mt30", "near-optimal"): 5.78,
+              ("mt30", "sub-optimal"): 7.27, ("mt50", "near-optimal"): 7.08,
+              ("mt50", "sub-optimal"): 9.69}
+    for (suite, quality), gain in stated.items():
+        cell = t1[(t1["suite"] == suite) & (t1["quality"] == quality)]
+        ours = cell.loc[cell["method"] == "socodt", "mean"].item()
+        best_other = cell.loc[cell["method"] != "socodt", "mean"].max()
+        assert ours - best_other == pytest.approx(gain, abs=1e-9), (suite, quality)
