@@ -1,12 +1,13 @@
-"""Typed run configuration: dataclasses, scale profiles (TOML) and `section.field=value` overrides."""
+"""Typed run configuration: dataclasses, scale profiles (TOML), `section.field=value` overrides."""
 from __future__ import annotations
 
 import dataclasses
 import json
-import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from typing import Any
+
+import tomllib
 
 QUALITIES = ("near-optimal", "sub-optimal")
 
@@ -117,7 +118,8 @@ def _coerce(section: str, obj: Any, key: str, value: Any) -> Any:
             raise ConfigError(f"'{section}.{key}' expects {types[key]}, got {value!r}") from None
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if want is not None and (not isinstance(value, want) or (want is int and isinstance(value, bool))):
+    wrong_bool = want in (int, float) and isinstance(value, bool)
+    if want is not None and (not isinstance(value, want) or wrong_bool):
         raise ConfigError(f"'{section}.{key}' expects {types[key]}, got {value!r}")
     return value
 

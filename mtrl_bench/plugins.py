@@ -83,7 +83,8 @@ class Registry:
             try:
                 self.register(ep.load(), name=ep.name, distribution=dist, version=version)
             except Exception as exc:  # isolate: one bad plugin must not take down the rest
-                msg = f"plugin '{ep.name}' from '{dist}' failed to load: {type(exc).__name__}: {exc}"
+                msg = (f"plugin '{ep.name}' from '{dist}' failed to load: "
+                       f"{type(exc).__name__}: {exc}")
                 if strict:
                     raise PluginError(msg) from exc
                 self.failures[ep.name] = msg

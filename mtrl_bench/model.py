@@ -1,0 +1,144 @@
+"""The Prompt-DT transformer, with optional per-task effective weights for masked methods.
+
+Follows the Prompt-DT / HarmoDT reference code (github.com/mxu34/prompt-dt @5f665e5,
+github.com/charleshsc/HarmoDT @1c4244f; see reference/harmodt-code.md §1): a GPT-2 style causal
+transformer with no positional embedding, a timestep embedding added to every (R, s, a) token,
+separate embeddings for the prompt tokens (not layer-normed), a tanh action head.
+
+Task batching: inputs carry a leading task-group axis G. Given `weights`, a dict from maskable
+parameter name to a (G, out, in) tensor, every maskable linear layer runs group g with its own
+weight matrix through one `baddbmm`; attention runs on the flattened (G*B) batch. That is how a
+single forward/backward pass yields every task's gradient w.r.t. its own effective weights.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mtrl_bench.config import ModelConfig
+
+Weights = dict[str, torch.Tensor]
+
+
+@dataclass
+class Segments:
+    """A batch of trajectory windows; every field has leading dims (G, B, T)."""
+
+    states: torch.Tensor  # (G, B, T, S) normalised
+    actions: torch.Tensor  # (G, B, T, A)
+    rtg: torch.Tensor  # (G, B, T, 1) return-to-go / rtg_scale
+    timesteps: torch.Tensor  # (G, B, T) long, absolute env step
+    mask: torch.Tensor  # (G, B, T) bool, False on left padding
+
+    def to(self, device: torch.device | str) -> Segments:
+        return Segments(*(getattr(self, f).to(device, non_blocking=True)
+                          for f in ("states", "actions", "rtg", "timesteps", "mask")))
+
+
+class MaskableLinear(nn.Linear):
+    """nn.Linear that uses weights[key] (G, out, in) per task group when given."""
+
+    key: str = ""
+
+    def forward(self, x: torch.Tensor, weights: Weights | None = None) -> torch.Tensor:
+        w = None if weights is None else weights.get(self.key)
+        if w is None:
+            return F.linear(x, self.weight, self.bias)
+        g = w.shape[0]
+        flat = x.reshape(g, -1, x.shape[-1])  # (G, B*T, in)
+        out = torch.baddbmm(self.bias.to(flat.dtype), flat, w.to(flat.dtype).transpose(1, 2))
+        return out.view(*x.shape[:-1], -1)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        c = cfg.embed_dim
+        self.n_head = cfg.n_head
+        self.ln_1, self.ln_2 = nn.LayerNorm(c), nn.LayerNorm(c)
+        self.c_attn, self.attn_proj = MaskableLinear(c, 3 * c), MaskableLinear(c, c)
+        self.c_fc, self.mlp_proj = MaskableLinear(c, 4 * c), MaskableLinear(4 * c, c)
+        self.dropout = cfg.dropout
+        self.resid_drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor, weights: Weights | None
+                ) -> torch.Tensor:
+        g, b, t, c = x.shape  # (G, B, T, C)
+        q, k, v = self.c_attn(self.ln_1(x), weights).split(c, dim=-1)
+        heads = [z.reshape(g * b, t, self.n_head, c // self.n_head).transpose(1, 2)
+                 for z in (q, k, v)]  # (G*B, H, T, C/H)
+        y = F.scaled_dot_product_attention(*heads, attn_mask=attn_mask,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).reshape(g, b, t, c)
+        x = x + self.resid_drop(self.attn_proj(y, weights))
+        h = F.relu(self.c_fc(self.ln_2(x), weights))
+        return x + self.resid_drop(self.mlp_proj(h, weights))
+
+
+class PromptDT(nn.Module):
+    def __init__(self, cfg: ModelConfig, state_dim: int, act_dim: int) -> None:
+        super().__init__()
+        self.cfg, c = cfg, cfg.embed_dim
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(c)
+        self.apply(self._gpt2_init)  # GPT-2 init inside the transformer only, as the reference
+        self.embed_timestep = nn.Embedding(cfg.max_ep_len, c)
+        self.embed_return, self.embed_state = nn.Linear(1, c), nn.Linear(state_dim, c)
+        self.embed_action = nn.Linear(act_dim, c)
+        self.embed_ln = nn.LayerNorm(c)
+        self.prompt_embed_timestep = nn.Embedding(cfg.max_ep_len, c)
+        self.prompt_embed_return = nn.Linear(1, c)
+        self.prompt_embed_state = nn.Linear(state_dim, c)
+        self.prompt_embed_action = nn.Linear(act_dim, c)
+        self.embed_drop = nn.Dropout(cfg.dropout)
+        self.predict_action = nn.Sequential(nn.Linear(c, act_dim), nn.Tanh())
+        for name, module in self.named_modules():
+            if isinstance(module, MaskableLinear):
+                module.key = f"{name}.weight"
+
+    @staticmethod
+    def _gpt2_init(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            nn.init.zeros_(module.bias)
+
+    def maskable_parameters(self) -> dict[str, nn.Parameter]:
+        """The weight matrices of the transformer blocks: what masking strategies act on."""
+        return {m.key: m.weight for m in self.modules() if isinstance(m, MaskableLinear)}
+
+    def _tokens(self, seg: Segments, prompt: bool) -> torch.Tensor:
+        """(G, B, T, ...) -> interleaved (R, s, a) tokens (G, B, 3T, C)."""
+        p = "prompt_" if prompt else ""
+        time = getattr(self, f"{p}embed_timestep")(seg.timesteps.clamp(0, self.cfg.max_ep_len - 1))
+        toks = torch.stack([getattr(self, f"{p}embed_return")(seg.rtg) + time,
+                            getattr(self, f"{p}embed_state")(seg.states) + time,
+                            getattr(self, f"{p}embed_action")(seg.actions) + time], dim=3)
+        g, b, t = seg.mask.shape
+        return toks.reshape(g, b, 3 * t, -1)  # (G, B, 3T, C)
+
+    def forward(self, seg: Segments, prompt: Segments, weights: Weights | None = None
+                ) -> torch.Tensor:
+        """Predicted actions (G, B, T, A) for every state token of `seg`."""
+        g, b, t = seg.mask.shape
+        x = torch.cat([self._tokens(prompt, True), self.embed_ln(self._tokens(seg, False))], 2)
+        x = self.embed_drop(x)  # (G, B, 3P+3T, C)
+        valid = torch.cat([prompt.mask, seg.mask], dim=2).repeat_interleave(3, dim=2)
+        n = valid.shape[-1]
+        causal = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
+        # padded queries also see themselves, so no attention row is empty (SDPA would give NaN)
+        attn_mask = (causal & valid.reshape(g * b, 1, 1, n)) | torch.eye(
+            n, dtype=torch.bool, device=x.device)
+        for block in self.blocks:
+            x = block(x, attn_mask, weights)
+        x = self.ln_f(x)
+        state_tokens = x[:, :, 3 * prompt.mask.shape[2] + 1 :: 3]  # (G, B, T, C)
+        return self.predict_action(state_tokens)
+
+
+def per_task_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(G,) mean squared action error over the non-padded positions of each task group."""
+    err = (pred.float() - target.float()).square().mean(-1) * mask  # (G, B, T)
+    return err.sum((1, 2)) / mask.sum((1, 2)).clamp(min=1)
