@@ -91,7 +91,7 @@ def check_task(task: str) -> str:
     return task
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _benchmark(task: str):
     import metaworld
 
@@ -104,8 +104,16 @@ def make_env(task: str, goal: int, seed: int):
     `env.reset(seed=...)` does not seed Meta-World; the seed goes through `env.seed` and the goal
     through `set_task`, which also freezes the goal vector so every reset is reproducible.
     """
-    bench = _benchmark(check_task(task))
-    env = bench.train_classes[task]()
-    env.set_task(bench.train_tasks[goal % NUM_GOALS])
-    env.seed(seed)
+    env = _benchmark(check_task(task)).train_classes[task]()
+    set_goal(env, task, goal, seed)
     return env
+
+
+def set_goal(env, task: str, goal: int, seed: int) -> None:
+    """Point an existing env of `task` at training goal `goal` and reseed it.
+
+    Reusing one env per task saves the ~0.2 s model construction per episode; an env reused this
+    way replays exactly what a fresh `make_env(task, goal, seed)` would.
+    """
+    env.set_task(_benchmark(task).train_tasks[goal % NUM_GOALS])
+    env.seed(seed)

@@ -70,6 +70,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mtrl_bench import cli_experiments
     from mtrl_bench_envs import cli as data_cli
 
     parser = argparse.ArgumentParser(prog="mtrl-bench", description=__doc__)
@@ -102,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_eval)
+
+    cli_experiments.add_parsers(sub)
     return parser
 
 

@@ -1,0 +1,116 @@
+"""Dataset generation throughput against the raw loop, with 1 and 2 workers, in one run.
+
+raw loop:  the scripted policy steps the env (clipped actions, goals cycling), nothing stored;
+generate:  `generate_dataset` end to end: the recipe's actions, arrays, .npz files, card;
+generate (expert actions): the same with a recipe that never takes a random step, so every step
+           calls the policy as the raw loop does (the worst case for generation's overhead).
+
+All three run the same episodes through the same process pool, so process start-up and env
+construction are in every figure. Wall-clock steps/s are what a user waits for; steps per CPU
+second are steadier on a shared machine. Usage:
+
+    .venv/bin/python benchmarks/bench_generation.py --suite mt5 --episodes 20 --repeats 2
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+from mtrl_bench_envs.generate import CHUNK, as_suite, close_envs, generate_dataset
+from mtrl_bench_envs.parallel import imap_unordered
+from mtrl_bench_envs.recipe import Recipe
+from mtrl_bench_envs.suites import EPISODE_LENGTH, NUM_GOALS
+
+EXPERT_ACTIONS = Recipe(name="bench-expert-actions", random_prob=((0.0, 0.0),),
+                        noise_std=((0.0, 0.1),))
+
+
+def raw_unit(unit: tuple[str, int, int]) -> int:
+    """Episodes [start, stop) of one task: policy -> clip -> step, nothing kept."""
+    import numpy as np
+
+    from mtrl_bench_envs.generate import env_for
+    from mtrl_bench_envs.suites import set_goal
+
+    task, start, stop = unit
+    env, policy = env_for(task)  # the per-process env cache generation uses
+    warnings.simplefilter("ignore", UserWarning)
+    for e in range(start, stop):
+        set_goal(env, task, e % NUM_GOALS, e)
+        obs, _ = env.reset()
+        for _ in range(EPISODE_LENGTH):
+            obs, *_ = env.step(np.clip(policy.get_action(obs), -1.0, 1.0))
+    return (stop - start) * EPISODE_LENGTH
+
+
+def _cpu() -> float:
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime  # kids: once reaped
+
+
+def timed(fn) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), _cpu()
+    fn()
+    return time.perf_counter() - wall, _cpu() - cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--suite", default="mt5")
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=1, help="best of N per measurement")
+    args = parser.parse_args()
+    suite = as_suite(args.suite)
+    steps = len(suite.tasks) * args.episodes * EPISODE_LENGTH
+    units = [(t, s, min(s + CHUNK, args.episodes)) for t in suite.tasks
+             for s in range(0, args.episodes, CHUNK)]
+    print(f"{suite.name}: {len(suite.tasks)} tasks x {args.episodes} episodes = {steps} steps; "
+          f"cores {os.cpu_count()}, load average {os.getloadavg()[0]:.1f} at start")
+
+    def run_raw(workers: int) -> None:
+        assert sum(imap_unordered(raw_unit, units, workers)) == steps
+        close_envs()  # in-process (1 worker): do not hand generation a warm env
+
+    def run_gen(workers: int, recipe: Recipe | None = None) -> None:
+        extra = {"recipe": recipe} if recipe else {}
+        with tempfile.TemporaryDirectory() as tmp:
+            generate_dataset(suite, args.episodes, 0, Path(tmp), workers=workers,
+                             progress=False, **extra)
+
+    rows, gen_wall = [], {}
+    for workers in args.workers:
+        best: dict[str, tuple[float, float]] = {}
+        for _ in range(args.repeats):  # interleaved, so load changes hit all modes alike
+            for mode, fn in (("raw loop", lambda w=workers: run_raw(w)),
+                             ("generate", lambda w=workers: run_gen(w)),
+                             ("generate (expert actions)",
+                              lambda w=workers: run_gen(w, EXPERT_ACTIONS))):
+                wall, cpu = timed(fn)
+                if mode not in best or wall < best[mode][0]:
+                    best[mode] = (wall, cpu)
+        raw_wall, raw_cpu = best["raw loop"]
+        for mode, (wall, cpu) in best.items():
+            rows.append([mode, workers, wall, steps / wall, steps / wall / workers,
+                         steps / cpu, raw_wall / wall, raw_cpu / cpu])
+        gen_wall[workers] = best["generate"][0]
+    from tabulate import tabulate
+
+    print(tabulate(rows, ["mode", "workers", "wall s", "steps/s", "steps/s/worker",
+                          "steps/CPU-s", "vs raw (wall)", "vs raw (CPU)"], floatfmt=".2f"))
+    if 1 in gen_wall and len(gen_wall) > 1:
+        for workers, wall in gen_wall.items():
+            if workers > 1:
+                print(f"generate scaling 1 -> {workers} workers: "
+                      f"{gen_wall[1] / wall:.2f}x (linear: {workers}x)")
+    print(f"load average {os.getloadavg()[0]:.1f} at end")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""Dataset cards (card.json + CARD.md), checksums, atomic file writes and per-task statistics."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zipfile
+from collections.abc import Callable, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+from tabulate import tabulate
+
+from mtrl_bench_envs.suites import EPISODE_LENGTH, MT50_ORDER, unknown_name_message
+
+CARD_FORMAT = 1
+CARD_JSON, CARD_MD = "card.json", "CARD.md"
+QUALITIES = ("near-optimal", "sub-optimal")
+FILE_KEYS = ("observations", "actions", "rewards", "successes")  # required keys of <task>.npz
+VERSIONED_PACKAGES = ("metaworld", "mujoco", "gymnasium", "numpy", "mtrl-bench")
+SIMULATION_PACKAGES = ("metaworld", "mujoco")  # a change here changes the data itself
+
+
+class DatasetError(ValueError):
+    """A dataset that is missing, malformed or does not match its card; names the file."""
+
+
+def check_quality(quality: str) -> str:
+    if quality not in QUALITIES:
+        raise ValueError(unknown_name_message("quality", quality, QUALITIES))
+    return quality
+
+
+def quality_episodes(episodes: int, quality: str) -> int:
+    """Near-optimal is the whole buffer; sub-optimal its first half (MTDiff/HarmoDT)."""
+    return episodes if check_quality(quality) == "near-optimal" else episodes // 2
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in VERSIONED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write via a temp file in the same folder and os.replace: readers never see half a file,
+    and an error or Ctrl-C leaves the old file (or none) and no temp file behind."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def save_npz(f: IO[bytes], arrays: Mapping[str, np.ndarray]) -> None:
+    """An uncompressed .npz like np.savez, but with fixed zip timestamps: equal arrays give equal
+    bytes, so a card's checksums can be compared across machines and re-runs."""
+    with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for key, array in arrays.items():
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with zf.open(info, "w", force_zip64=True) as out:
+                np.lib.format.write_array(out, np.ascontiguousarray(array), allow_pickle=False)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def quality_stats(returns: np.ndarray, episode_success: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Card statistics of one task's buffer, for each quality's slice of it."""
+    stats = {}
+    for quality in QUALITIES:
+        n = quality_episodes(len(returns), quality)
+        r, s = returns[:n].astype(np.float64), episode_success[:n]
+        stats[quality] = {
+            "episodes": n,
+            "steps": int(n * EPISODE_LENGTH),
+            "return_mean": round(float(r.mean()), 2),
+            "return_min": round(float(r.min()), 2),
+            "return_max": round(float(r.max()), 2),
+            "success_rate": round(float(s.mean()), 4),
+        }
+    return stats
+
+
+def read_card(directory: Path) -> dict[str, Any]:
+    path = Path(directory) / CARD_JSON
+    if not path.is_file():
+        raise DatasetError(f"{path}: no dataset card; is {directory} a dataset made by "
+                           "'mtrl-bench data generate'?")
+    try:
+        card = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(card, dict) or card.get("format") != CARD_FORMAT or "tasks" not in card:
+        raise DatasetError(f"{path}: not a format-{CARD_FORMAT} dataset card")
+    return card
+
+
+def write_card(directory: Path, card: Mapping[str, Any]) -> None:
+    """card.json, then the readable CARD.md, each atomically."""
+    directory = Path(directory)
+    ordered = dict(card)
+    ordered["tasks"] = dict(sorted(card["tasks"].items(), key=lambda kv: _task_order(kv[0])))
+    atomic_write_text(directory / CARD_JSON, json.dumps(ordered, indent=2) + "\n")
+    atomic_write_text(directory / CARD_MD, render_card(ordered, directory, fmt="github") + "\n")
+
+
+def _task_order(task: str) -> int:
+    return MT50_ORDER.index(task) if task in MT50_ORDER else len(MT50_ORDER)
+
+
+def card_table(card: Mapping[str, Any], fmt: str = "simple") -> str:
+    """One row per task: return and success of both qualities beside the expert's success."""
+    from mtrl_bench_envs.experts import load_experts  # here: experts imports this module
+
+    experts = load_experts()["tasks"]
+    rows = []
+    for task, entry in card["tasks"].items():
+        near, sub = entry["stats"]["near-optimal"], entry["stats"]["sub-optimal"]
+        expert = experts.get(task, {}).get("success")
+        rows.append([task, near["episodes"], near["return_mean"], 100 * near["success_rate"],
+                     sub["episodes"], sub["return_mean"], 100 * sub["success_rate"],
+                     None if expert is None else 100 * expert])
+    if rows:
+        means = [float(np.mean([row[i] for row in rows])) for i in (2, 3, 5, 6)]
+        known = [row[7] for row in rows if row[7] is not None]
+        rows.append(["mean", "", means[0], means[1], "", means[2], means[3],
+                     float(np.mean(known)) if known else None])
+    headers = ["task", "near eps", "near return", "near success %", "sub eps", "sub return",
+               "sub success %", "expert success %"]
+    return tabulate(rows, headers, tablefmt=fmt, floatfmt=".1f", missingval="-")
+
+
+def render_card(card: Mapping[str, Any], directory: Path, fmt: str = "simple") -> str:
+    recipe = card["recipe"]
+    params = "; ".join(f"{k} " + " ".join(f"{u:g}:{v:g}" for u, v in knots)
+                       for k, knots in recipe.items() if k != "name")
+    versions = ", ".join(f"{k} {v}" for k, v in card["versions"].items())
+    sub = quality_episodes(card["episodes"], "sub-optimal")
+    lines = [
+        f"# Dataset {Path(directory).name}" if fmt == "github" else f"dataset  {directory}",
+        "",
+        f"- recipe: {recipe['name']} (u:value knots over the buffer; {params})",
+        f"- seed {card['seed']}, {card['episodes']} episodes of {card['episode_length']} steps "
+        f"per task, {card['goal_mode']} goals",
+        f"- near-optimal = the whole buffer; sub-optimal = its first {sub} episodes",
+        f"- versions: {versions}",
+        f"- tasks: {len(card['tasks'])}",
+        "",
+        card_table(card, fmt),
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,229 @@
+"""Batched evaluation: every task x episode of a run rolled out together, one model call per step.
+
+Protocol (DESIGN §6; reference/harmodt-code.md §5): episode e of task i runs on training goal
+`suite.goal_for_episode(e, rng)` with env seed `cfg.seed + e`; the model sees the last K steps,
+left-padded, states normalised with the task's data statistics, a return-to-go that starts at
+`target_return x` the task's best data return and drops by each reward, and the task's best-return
+prompt. Success = `info["success"]` at any step; return = the sum of rewards. With `early_stop`,
+an episode ends at its first success and finished episodes leave the batch (see `batch_index`).
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from mtrl_bench.config import EvalConfig
+from mtrl_bench.data import OfflineData
+from mtrl_bench.model import PromptDT, Segments
+from mtrl_bench_envs.suites import EPISODE_LENGTH, Suite, make_env
+
+__all__ = ["History", "ScriptedExpert", "batch_index", "env_specs", "evaluate"]
+
+Weights = dict[str, torch.Tensor]
+
+SUCCESS_EPS = 1e-8  # reference code: an episode succeeded if info["success"] > 1e-8 at any step
+MAX_ENVS = 256  # a live Meta-World env holds ~21 MB; bigger runs go in waves of episodes
+
+
+class History:
+    """(R, s, a) histories of a grid of envs stepping in lockstep, with K-1 zero steps in front.
+
+    The zero prefix makes the context window at step t the plain slice [t, t+K) of the time axis,
+    so early windows come out left-padded with zeros, as in `OfflineData._windows`.
+    """
+
+    def __init__(self, shape: tuple[int, int], horizon: int, K: int, state_dim: int,
+                 act_dim: int) -> None:
+        self.K = K
+        length = K - 1 + horizon
+        self.states = np.zeros((*shape, length, state_dim), np.float32)
+        self.actions = np.zeros((*shape, length, act_dim), np.float32)
+        self.rtg = np.zeros((*shape, length), np.float32)
+
+    def slot(self, t: int) -> int:
+        """Index of step t on the stored time axis."""
+        return self.K - 1 + t
+
+    def window(self, t: int, rows: np.ndarray, cols: np.ndarray) -> Segments:
+        """Segments (G, B, K) of the K steps ending at step t, for envs (rows[g], cols[g, b])."""
+        K, (g, b) = self.K, cols.shape
+        idx = (rows[:, None], cols, slice(t, t + K))  # -> (G, B, K, ...)
+        pos = np.arange(K)
+        mask = pos >= K - 1 - t  # the first K-1-t slots are padding
+        steps = np.maximum(t - (K - 1) + pos, 0)  # absolute env steps; 0 on padding
+        return Segments(torch.from_numpy(self.states[idx]), torch.from_numpy(self.actions[idx]),
+                        torch.from_numpy(self.rtg[idx])[..., None],
+                        torch.from_numpy(steps).expand(g, b, K),
+                        torch.from_numpy(mask).expand(g, b, K))
+
+
+def batch_index(active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The model batch for the active envs of an (N, E) grid: task rows (G,) and columns (G, B).
+
+    Rows are the tasks with an active episode; B is the most active episodes of any such task.
+    Shorter rows repeat their first active episode (computed twice, used once). Shrinking the
+    batch as episodes finish beats a static (N, E) batch because the model is the main cost.
+    """
+    rows = np.flatnonzero(active.any(1))
+    live = active[rows]
+    count = live.sum(1)
+    order = np.argsort(~live, axis=1, kind="stable")[:, : count.max()]  # active episodes first
+    cols = np.where(np.arange(order.shape[1]) < count[:, None], order, order[:, :1])
+    return rows, cols
+
+
+def _take(seg: Segments, rows: torch.Tensor, cols: torch.Tensor) -> Segments:
+    return Segments(*(getattr(seg, f)[rows[:, None], cols] for f in Segments.__annotations__))
+
+
+def _rollout(model: nn.Module, data: OfflineData, envs: list[list], prompts: Segments,
+             weights: Weights | None, cfg: EvalConfig, device: torch.device, shrink: bool,
+             bar: tqdm) -> tuple[np.ndarray, np.ndarray, int]:
+    """Run one (N, e) grid of envs to the end: successes (N, e), returns (N, e), env steps."""
+    n, e = len(envs), len(envs[0])
+    obs = np.array([[env.reset()[0] for env in row] for row in envs], np.float32)  # (N, e, S)
+    hist = History((n, e), EPISODE_LENGTH, data.K, obs.shape[-1], data.actions[0].shape[-1])
+    target = cfg.target_return * np.asarray(data.best_return, np.float32) / data.scale
+    hist.rtg[:, :, hist.slot(0)] = target[:, None]
+    success, returns = np.zeros((n, e), bool), np.zeros((n, e))
+    active, actions = np.ones((n, e), bool), np.zeros((n, e, hist.actions.shape[-1]), np.float32)
+    env_steps, batch = 0, None
+    for t in range(EPISODE_LENGTH):
+        for i in range(n):
+            hist.states[i, :, hist.slot(t)] = data.normalize(i, obs[i])
+        if batch is None:  # the active set changed: rebuild the batch and its prompts/weights
+            rows, cols = (batch_index(active) if shrink
+                          else (np.arange(n), np.tile(np.arange(e), (n, 1))))
+            rows_t, cols_t = torch.from_numpy(rows).to(device), torch.from_numpy(cols).to(device)
+            batch = (rows, cols, _take(prompts, rows_t, cols_t),
+                     None if weights is None else {k: w[rows_t] for k, w in weights.items()})
+        rows, cols, prompt, w = batch
+        seg = hist.window(t, rows, cols).to(device)
+        out = model(seg, prompt, w)[:, :, -1]  # the prediction for the current state token
+        actions[rows[:, None], cols] = out.float().clamp(-1.0, 1.0).cpu().numpy()
+        hist.actions[:, :, hist.slot(t)] = actions
+        reward = np.zeros((n, e))
+        stepped = np.argwhere(active)
+        for i, j in stepped:  # the envs are the cost: a plain loop
+            o, r, terminated, truncated, info = envs[i][j].step(actions[i, j])
+            obs[i, j], reward[i, j] = o, r
+            success[i, j] |= info["success"] > SUCCESS_EPS
+            if terminated or truncated or (cfg.early_stop and success[i, j]):
+                active[i, j], batch = False, None
+                bar.total -= EPISODE_LENGTH - 1 - t  # the bar counts the steps still to come
+        returns += reward
+        env_steps += len(stepped)
+        bar.update(len(stepped))
+        if not active.any() or t + 1 == EPISODE_LENGTH:  # Meta-World truncates at the horizon
+            break
+        hist.rtg[:, :, hist.slot(t + 1)] = hist.rtg[:, :, hist.slot(t)] - reward / data.scale
+    return success, returns, env_steps
+
+
+def env_specs(tasks: list[str], suite: Suite, cfg: EvalConfig) -> list[list[tuple[str, int, int]]]:
+    """`make_env` arguments (task, goal, seed) of every episode: (N, E) nested lists."""
+    rng = np.random.default_rng(cfg.seed)
+    return [[(task, suite.goal_for_episode(j, rng), cfg.seed + j)
+             for j in range(cfg.episodes_per_task)] for task in tasks]
+
+
+def evaluate(model: PromptDT, data: OfflineData, suite: Suite, cfg: EvalConfig, *,
+             weights: Weights | None = None, device: torch.device | str = "cpu",
+             amp_dtype: torch.dtype | None = None, progress: bool = True,
+             max_envs: int = MAX_ENVS, shrink: bool = True) -> dict:
+    """Roll out `cfg.episodes_per_task` episodes of every task of `data`, batching the model.
+
+    model: a PromptDT, or any module with its call signature (e.g. `ScriptedExpert`).
+    weights: per-task effective weights {name: (N, out, in)} in `data.tasks` order (masked
+    methods); None runs the shared weights. max_envs caps the envs alive at once (episodes then
+    run in waves; results do not depend on it). shrink=False keeps a static (N, E) batch when
+    episodes stop early (for benchmarking; same results). Returns per-task success/return lists,
+    their means, the env steps taken and the wall time (`build_seconds`: env construction).
+    """
+    n, e = data.num_tasks, cfg.episodes_per_task
+    if e < 1:
+        raise ValueError(f"episodes_per_task must be at least 1; got {e}")
+    device = torch.device(device)
+    if weights is not None:
+        bad = {k: tuple(w.shape) for k, w in weights.items() if w.shape[0] != n}
+        if bad:
+            raise ValueError(f"weights must have a leading task axis of {n}; got {bad}")
+        weights = {k: w.to(device) for k, w in weights.items()}
+    specs = env_specs(data.tasks, suite, cfg)
+    prompts = data.eval_prompts(e).to(device)
+    wave = max(1, min(e, max_envs // n))  # episodes per wave
+    amp = (torch.autocast(device_type=device.type, dtype=amp_dtype) if amp_dtype is not None
+           else contextlib.nullcontext())
+    success, returns = np.zeros((n, e), bool), np.zeros((n, e))
+    env_steps, build_seconds, start = 0, 0.0, time.perf_counter()
+    was_training = model.training
+    model.eval()
+    try:
+        with (tqdm(total=n * e * EPISODE_LENGTH, desc="eval", unit="step", disable=not progress,
+                   dynamic_ncols=True) as bar, torch.inference_mode(), amp):
+            for lo in range(0, e, wave):
+                eps = range(lo, min(e, lo + wave))
+                bar.set_postfix_str(f"building {n * len(eps)} envs")
+                tic = time.perf_counter()
+                envs = [[make_env(*row[j]) for j in eps] for row in specs]
+                build_seconds += time.perf_counter() - tic
+                bar.set_postfix_str(f"episodes {lo}-{eps[-1]}")
+                cut = slice(lo, eps[-1] + 1)
+                wave_prompts = Segments(*(getattr(prompts, f)[:, cut]
+                                          for f in Segments.__annotations__))
+                s, r, steps = _rollout(model, data, envs, wave_prompts, weights, cfg, device,
+                                       shrink, bar)
+                success[:, cut], returns[:, cut] = s, r
+                env_steps += steps
+                for env in (env for row in envs for env in row):
+                    env.close()
+    finally:
+        model.train(was_training)
+    tasks = {task: {"success": float(success[i].mean()), "return": float(returns[i].mean()),
+                    "episodes": e, "successes": success[i].astype(int).tolist(),
+                    "returns": returns[i].tolist()}
+             for i, task in enumerate(data.tasks)}
+    return {"tasks": tasks, "success": float(success.mean(1).mean()),
+            "return": float(returns.mean(1).mean()), "env_steps": env_steps,
+            "seconds": time.perf_counter() - start, "build_seconds": build_seconds}
+
+
+class ScriptedExpert(nn.Module):
+    """Meta-World's scripted policies behind PromptDT's call signature, to check the harness.
+
+    `evaluate` hands row g of a model call the task's slice of every `weights` entry, so running
+    it with `weights=expert.task_rows()` tells the expert which task each row is. States are
+    un-normalised with the data's statistics before the policy sees them. `inner`, if given, is
+    a real model run on the same inputs for its cost only (benchmarks with realistic episode ends).
+    """
+
+    def __init__(self, data: OfflineData, inner: nn.Module | None = None) -> None:
+        super().__init__()
+        from metaworld.policies import ENV_POLICY_MAP
+
+        self.policies = [ENV_POLICY_MAP[task]() for task in data.tasks]
+        self.register_buffer("mean", torch.from_numpy(np.stack(data.state_mean)))
+        self.register_buffer("std", torch.from_numpy(np.stack(data.state_std)))
+        self.inner = inner
+
+    def task_rows(self) -> Weights:
+        return {"task": torch.arange(len(self.policies))}
+
+    def forward(self, seg: Segments, prompt: Segments, weights: Weights | None = None
+                ) -> torch.Tensor:
+        if self.inner is not None:
+            self.inner(seg, prompt, None)
+        if not weights or "task" not in weights:
+            raise ValueError("run ScriptedExpert with weights=expert.task_rows()")
+        task = weights["task"]  # (G,)
+        obs = seg.states[:, :, -1].double() * self.std[task, None] + self.mean[task, None]
+        act = [[self.policies[k].get_action(o) for o in row]
+               for k, row in zip(task.tolist(), obs.cpu().numpy())]
+        out = seg.actions.new_zeros(seg.actions.shape)  # (G, B, K, A)
+        out[:, :, -1] = torch.as_tensor(np.array(act), dtype=out.dtype)
+        return out

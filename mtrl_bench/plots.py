@@ -1,0 +1,319 @@
+"""PNG plots from stored results: training curves (paper Fig. 4), mask diagnostics of a run, the
+Fig. 5 hyperparameter sweeps and performance profiles (rliable-style, computed here).
+
+Figures are built with `matplotlib.figure.Figure` (Agg canvas, no pyplot state), so plotting
+works headless and inside worker processes. Every function returns the path it wrote, or None
+when there was nothing to draw.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from mtrl_bench.stats import MEAN_TASK, order_key
+
+# Panel order of the mask diagnostics; keys a method logs beyond these follow alphabetically.
+MASK_PANELS = {
+    "density": "density (fraction with M = 1)",
+    "mean_mask": "mean mask value",
+    "soft_fraction": "fraction soft (0 < M < 1)",
+    "conflict_size": "conflict set size",
+    "recover_size": "recover set size",
+    "beta": "β_t",
+    "conflict_threshold": "conflict threshold",
+    "recover_threshold": "recover threshold",
+    "conflict_ratio": "conflict ratio (M < 1)",
+    "top_fisher_masked": "top-30%-Fisher entries masked",
+    "grad_cosine": "gradient cosine with other tasks",
+    "k_t": "k_t (entries moved per update)",
+}
+TASK_ALL = -1
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    """Write atomically, so a half-written PNG never stands in for a plot."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _grid(n: int, width: float = 4.2, height: float = 3.0) -> tuple[Figure, list[Any]]:
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel().tolist()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
+
+
+def _sorted(values: Iterable[str], column: str) -> list[str]:
+    return pd.Series(sorted(set(values)), dtype=object).sort_values(
+        key=order_key(column)).tolist()
+
+
+def _scale(metric: str) -> tuple[float, str]:
+    return (100.0, "success (%)") if metric == "success" else (1.0, metric)
+
+
+def _band(ax: Any, x: np.ndarray, groups: pd.DataFrame, label: str) -> None:
+    """Mean over seeds with a ±1 std band (ddof=1; no band for one seed)."""
+    mean = groups.mean(axis=1).to_numpy()
+    std = groups.std(axis=1, ddof=1).fillna(0).to_numpy()
+    marker = "o" if len(x) < 3 else None
+    line, = ax.plot(x, mean, marker=marker, label=f"{label} (n={groups.shape[1]})")
+    if groups.shape[1] > 1:
+        ax.fill_between(x, mean - std, mean + std, alpha=0.2, color=line.get_color())
+
+
+# --------------------------------------------------------------------------- Fig. 4
+
+def plot_curves(curves: pd.DataFrame, path: Path, metric: str = "success") -> Path | None:
+    """Evaluation `metric` over training steps, one panel per cell, one line per method."""
+    ev = curves[(curves["kind"] == "eval") & (curves["metric"] == metric)]
+    if ev.empty:
+        return None
+    factor, ylabel = _scale(metric)
+    cells = ev[["suite", "quality", "protocol"]].drop_duplicates().sort_values(
+        ["suite", "quality"], key=lambda s: order_key(s.name)(s))
+    fig, axes = _grid(len(cells))
+    for ax, cell in zip(axes, cells.itertuples(index=False)):
+        here = ev[(ev["suite"] == cell.suite) & (ev["quality"] == cell.quality)
+                  & (ev["protocol"] == cell.protocol)]
+        for method in _sorted(here["method"], "method"):
+            table = here[here["method"] == method].pivot_table(
+                index="step", columns="seed", values="value", aggfunc="mean") * factor
+            _band(ax, table.index.to_numpy(), table, method)
+        only_final = here.groupby("run")["step"].nunique().max() == 1
+        ax.set_title(f"{cell.suite} {cell.quality}" + (" (final eval only)" if only_final
+                                                       else ""), fontsize=9)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{metric} over training: mean ± std over seeds", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_loss(curve: pd.DataFrame, path: Path, title: str) -> Path | None:
+    """One run: training loss (left) and evaluation success where it was evaluated (right)."""
+    train = curve[curve["metric"] == "loss"]
+    ev = curve[(curve["kind"] == "eval") & (curve["metric"] == "success")]
+    if train.empty and ev.empty:
+        return None
+    fig, (ax_loss, ax_eval) = _grid(2)
+    ax_loss.plot(train["step"], train["value"])
+    ax_loss.set(xlabel="training step", ylabel="loss (mean over tasks)", title="training loss")
+    ax_eval.plot(ev["step"], ev["value"] * 100, marker="o")
+    ax_eval.set(xlabel="training step", ylabel="success (%)", title="evaluation success",
+                ylim=(-5, 105))
+    for ax in (ax_loss, ax_eval):
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------- mask diagnostics
+
+def plot_mask_diagnostics(diag: pd.DataFrame, path: Path, title: str,
+                          tasks: Sequence[str] | None = None) -> Path | None:
+    """Every logged mask quantity over training: a line per task, the all-task value dashed."""
+    if diag.empty:
+        return None
+    diag = diag.replace({"key": {"grad_cosine_mean": "grad_cosine"}})
+    keys = [k for k in MASK_PANELS if k in set(diag["key"])]
+    keys += sorted(set(diag["key"]) - set(keys))
+    fig, axes = _grid(len(keys), width=4.0, height=2.8)
+    for ax, key in zip(axes, keys):
+        rows = diag[diag["key"] == key]
+        marker = "o" if rows["step"].nunique() < 4 else None  # a lone point has no line
+        for task, group in rows.groupby("task", sort=True):
+            if task == TASK_ALL:
+                ax.plot(group["step"], group["value"], "k--", lw=1.5, marker=marker,
+                        label="all tasks")
+            else:
+                name = tasks[task] if tasks and task < len(tasks) else f"task {task}"
+                ax.plot(group["step"], group["value"], lw=1, marker=marker, label=name)
+        ax.set_title(MASK_PANELS.get(key, key), fontsize=9)
+        ax.set_xlabel("training step", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    for ax in axes[1:]:  # one legend for the figure: the union of lines
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6),
+               fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------- Fig. 5
+
+def _sweep_x(points: list[dict[str, Any]]) -> tuple[list[str], list[Any]]:
+    """The keys that vary across a sweep's points, and each point's x value."""
+    keys = [k for k in points[0] if len({repr(p.get(k)) for p in points}) > 1] or list(points[0])
+    xs = [p.get(keys[0]) if len(keys) == 1 else " / ".join(str(p.get(k)) for k in keys)
+          for p in points]
+    return keys, xs
+
+
+def plot_sweeps(df: pd.DataFrame, grid_runs: list[dict[str, Any]], path: Path,
+                metric: str = "success") -> Path | None:
+    """Fig. 5: the task-averaged `metric` against each swept value (mean ± std over seeds)."""
+    means = df[(df["task"] == MEAN_TASK) & (df["metric"] == metric)].set_index("run")["value"]
+    members: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    for entry in grid_runs:
+        for s in entry.get("sweeps", []):
+            members.setdefault(s["name"], []).append((entry, s["point"]))
+    if not members or means.empty:
+        return None
+    factor, ylabel = _scale(metric)
+    fig, axes = _grid(len(members), width=3.6, height=2.8)
+    for ax, (name, items) in zip(axes, members.items()):
+        keys, xs = _sweep_x([p for _, p in items])
+        rows = pd.DataFrame([
+            {"x": x, "cell": f"{e['suite_label']} {e['quality']}",
+             "value": means.get(e["name"], math.nan) * factor}
+            for (e, _), x in zip(items, xs)]).dropna()
+        numeric = rows["x"].map(lambda v: isinstance(v, (int, float))).all()
+        for cell, group in rows.groupby("cell"):
+            stats = group.groupby("x")["value"].agg(["mean", "std", "count"]).sort_index()
+            x = stats.index.to_numpy() if numeric else np.arange(len(stats))
+            ax.errorbar(x, stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3,
+                        label=cell)
+            if not numeric:
+                ax.set_xticks(x, [str(v) for v in stats.index], fontsize=7)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(", ".join(k.removeprefix("method.") for k in keys), fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"Hyperparameter sweeps: {metric}, mean ± std over seeds", fontsize=10)
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------- profiles
+
+def performance_profile(scores: np.ndarray, taus: np.ndarray, reps: int = 1000,
+                        seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Score distribution of a (runs, tasks) matrix: for each τ the fraction of runs scoring
+    above τ, averaged over tasks (rliable's run-score distribution), with a 95% interval from a
+    stratified bootstrap (runs resampled within each task)."""
+    above = (scores[:, :, None] > taus[None, None, :]).mean(axis=0).mean(axis=0)
+    rng = np.random.default_rng(seed)
+    runs, tasks = scores.shape
+    idx = rng.integers(0, runs, size=(reps, runs, tasks))
+    resampled = np.take_along_axis(scores[None].repeat(reps, 0), idx, axis=1)
+    boot = (resampled[..., None] > taus).mean(axis=(1, 2))
+    low, high = np.percentile(boot, [2.5, 97.5], axis=0)
+    return above, low, high
+
+
+def plot_profiles(df: pd.DataFrame, path: Path, metric: str = "success", seed: int = 0,
+                  reps: int = 1000) -> Path | None:
+    """Performance profiles per cell: fraction of runs with per-task score > τ, per method."""
+    data = df[(df["metric"] == metric) & (df["task"] != MEAN_TASK)]
+    if data.empty:
+        return None
+    factor, xlabel = _scale(metric)
+    cells = data[["suite", "quality", "protocol"]].drop_duplicates().sort_values(
+        ["suite", "quality"], key=lambda s: order_key(s.name)(s))
+    top = float(data["value"].max()) if metric != "success" else 1.0
+    taus = np.linspace(0.0, max(top, 1e-9), 101)
+    fig, axes = _grid(len(cells))
+    for ax, cell in zip(axes, cells.itertuples(index=False)):
+        here = data[(data["suite"] == cell.suite) & (data["quality"] == cell.quality)
+                    & (data["protocol"] == cell.protocol)]
+        for method in _sorted(here["method"], "method"):
+            matrix = here[here["method"] == method].pivot_table(
+                index="seed", columns="task", values="value", aggfunc="mean").dropna(axis=1)
+            frac, low, high = performance_profile(matrix.to_numpy(), taus, reps, seed)
+            line, = ax.step(taus * factor, frac, where="post",
+                            label=f"{method} (n={len(matrix)})")
+            ax.fill_between(taus * factor, low, high, step="post", alpha=0.15,
+                            color=line.get_color())
+        ax.set_title(f"{cell.suite} {cell.quality}", fontsize=9)
+        ax.set_xlabel(f"τ ({xlabel})")
+        ax.set_ylabel("fraction of runs with score > τ")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"Performance profiles (per-task {metric}; 95% stratified-bootstrap band, "
+                 f"seed {seed})", fontsize=10)
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------- entry points
+
+def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> tuple[list[Path], bool]:
+    """Mask diagnostics and training curve of one run; returns (paths, whether it has masks)."""
+    from mtrl_bench.results import mask_diagnostics, run_curve
+    from mtrl_bench.runs import RunDir
+
+    run = RunDir(Path(run_dir))
+    cfg = run.config()
+    out = Path(out_dir) if out_dir else run.path / "plots"
+    title = f"{cfg.method} · {cfg.suite} {cfg.quality} · seed {cfg.seed} ({run.path.name})"
+    paths = [plot_loss(run_curve(run.path), out / "training.png", title)]
+    diag = mask_diagnostics(run.path)
+    tasks = _suite_tasks(cfg.suite)
+    paths.append(plot_mask_diagnostics(diag, out / "masks.png", title, tasks))
+    return [p for p in paths if p is not None], not diag.empty
+
+
+def _suite_tasks(suite: str) -> list[str] | None:
+    try:
+        from mtrl_bench_envs.suites import get_suite
+
+        return [t.removesuffix("-v3") for t in get_suite(suite).tasks]
+    except ValueError:
+        return None
+
+
+def plot_experiment(experiment_dir: str | Path, df: pd.DataFrame,
+                    out_dir: str | Path | None = None, seed: int = 0) -> list[Path]:
+    """Every plot of an experiment: curves, profiles, sweeps (if any), and the mask diagnostics
+    of the lowest seed of each masked method in each cell."""
+    from mtrl_bench.harness import read_grid
+    from mtrl_bench.results import mask_diagnostics, runs_folder, training_curves
+
+    experiment_dir = Path(experiment_dir)
+    out = Path(out_dir) if out_dir else experiment_dir / "plots"
+    curves = training_curves(experiment_dir)
+    paths = [plot_curves(curves, out / "curves_success.png"),
+             plot_profiles(df, out / "profile_success.png", seed=seed)]
+    if "return" in set(df["metric"]):
+        paths.append(plot_curves(curves, out / "curves_return.png", metric="return"))
+    grid = read_grid(experiment_dir)
+    if grid is not None:
+        paths.append(plot_sweeps(df, grid["runs"], out / "sweeps_success.png"))
+    if not df.empty:
+        first = df.sort_values("seed").drop_duplicates(["method", "suite", "quality", "protocol"])
+        for r in first.itertuples(index=False):
+            diag = mask_diagnostics(runs_folder(experiment_dir) / r.run)
+            title = f"{r.method} · {r.suite_id} {r.quality} · seed {r.seed}"
+            paths.append(plot_mask_diagnostics(diag, out / "masks" / f"{r.run}.png", title,
+                                               _suite_tasks(r.suite_id)))
+    return [p for p in paths if p is not None]
+
+
+__all__ = ["performance_profile", "plot_curves", "plot_experiment", "plot_loss",
+           "plot_mask_diagnostics", "plot_profiles", "plot_run", "plot_sweeps"]

@@ -1,0 +1,209 @@
+"""Tables built from run directories: final results (long form), training curves, mask diagnostics.
+
+The results table has the columns of `mtrl_bench.stats.COLUMNS` (method, suite, quality, seed,
+task, metric, value, protocol) plus ``run`` (the directory name), ``base_method`` and ``suite_id``
+(the exact suite, e.g. ``random5-2``, where ``suite`` is its tabulated family ``random5``). A
+finished run gives per-task rows and a ``__mean__`` row for ``success``, and for ``return`` when
+its evaluation ran full episodes (``eval.early_stop = false``): with early stopping an episode ends
+at its first success, so its return is a truncated sum that would rank a method that succeeds
+sooner lower.
+
+The protocol id is ``v3-scripted-replay/<profile>``: Meta-World v3, locally generated scripted
+replay data, and the scale profile; runs of different protocols are never pooled by the stats.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mtrl_bench.runs import RunDir, read_json
+from mtrl_bench.stats import COLUMNS, MEAN_TASK
+
+PROTOCOL = "v3-scripted-replay"
+EXTRA_COLUMNS = ("run", "base_method", "suite_id")
+CURVE_COLUMNS = ("method", "suite", "quality", "seed", "protocol", "run", "step", "kind",
+                 "metric", "value")
+MASK_COLUMNS = ("step", "key", "task", "value")
+ALL_TASKS = -1  # the `task` of a scalar mask diagnostic (not per task)
+
+
+def protocol_id(config: dict[str, Any]) -> str:
+    return f"{PROTOCOL}/{config.get('profile', 'unknown')}"
+
+
+def runs_folder(experiment_dir: Path) -> Path:
+    """`<experiment>/runs` when it exists, else the directory itself (a bare folder of runs)."""
+    experiment_dir = Path(experiment_dir)
+    nested = experiment_dir / "runs"
+    return nested if nested.is_dir() else experiment_dir
+
+
+def _is_run(path: Path) -> bool:
+    return path.is_dir() and any((path / f).exists() for f in ("config.json", "status.json"))
+
+
+def _entries(experiment_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """The runs to tabulate: the grid's (grid.json) when there is one, else every run folder."""
+    from mtrl_bench.harness import read_grid
+
+    folder = runs_folder(experiment_dir)
+    on_disk = {p.name for p in folder.iterdir() if _is_run(p)} if folder.is_dir() else set()
+    grid = read_grid(experiment_dir)
+    notes = []
+    if grid is None:
+        entries = []
+        for name in sorted(on_disk):
+            run = RunDir(folder / name)
+            if not run.config_path.exists():
+                notes.append(f"{name}: no config.json ({run.status().get('state')}); skipped")
+                continue
+            c = read_json(run.config_path)
+            entries.append({"name": name, "method": c["method"], "label": c["method"],
+                            "suite": c["suite"], "suite_label": c["suite"],
+                            "quality": c["quality"], "seed": c["seed"], "config": c})
+        return entries, notes
+    entries = grid["runs"]
+    extra = on_disk - {e["name"] for e in entries}
+    if extra:
+        notes.append(f"{len(extra)} run folder(s) not in this experiment's grid were left out "
+                     f"(an older grid?): {', '.join(sorted(extra)[:3])}"
+                     + (" ..." if len(extra) > 3 else ""))
+    return entries, notes
+
+
+def _problem(entry: dict[str, Any], run: RunDir) -> str | None:
+    """Why a grid run has no results, in one line; None when it is complete."""
+    if run.complete and run.eval_path.exists():
+        return None
+    what = f"{entry['label']} {entry['suite']} {entry['quality']} seed {entry['seed']}"
+    if not run.path.exists():
+        return f"{what}: not run yet ({entry['name']})"
+    status = run.status()
+    state = status.get("state", "new")
+    steps = entry["config"]["train"]["steps"]
+    if state == "failed":
+        return f"{what}: failed: {status.get('error', 'no error recorded')} ({run.path.name})"
+    if run.complete:
+        return f"{what}: marked DONE but eval.json is missing ({run.path.name})"
+    at = f" at step {status['step']} of {steps}" if "step" in status else ""
+    return f"{what}: {state}{at}, incomplete ({run.path.name})"
+
+
+def collect(experiment_dir: str | Path) -> tuple[pd.DataFrame, list[str]]:
+    """(long results table, problems): one line per missing, failed or incomplete run."""
+    experiment_dir = Path(experiment_dir)
+    if not experiment_dir.is_dir():
+        raise FileNotFoundError(f"no such experiment directory: {experiment_dir}")
+    folder = runs_folder(experiment_dir)
+    entries, notes = _entries(experiment_dir)
+    rows, problems = [], []
+    for entry in entries:
+        run = RunDir(folder / entry["name"])
+        problem = _problem(entry, run)
+        if problem:
+            problems.append(problem)
+            continue
+        rows += _rows(entry, read_json(run.eval_path))
+    df = pd.DataFrame(rows, columns=[*COLUMNS, *EXTRA_COLUMNS])
+    df["seed"] = df["seed"].astype(int)
+    return df, problems + notes
+
+
+def _rows(entry: dict[str, Any], result: dict[str, Any]) -> list[dict[str, Any]]:
+    cfg = entry["config"]
+    base = {"method": entry["label"], "suite": entry["suite_label"], "quality": entry["quality"],
+            "seed": int(entry["seed"]), "protocol": protocol_id(cfg), "run": entry["name"],
+            "base_method": entry["method"], "suite_id": entry["suite"]}
+    metrics = ["success"] + (["return"] if not cfg["eval"]["early_stop"] else [])
+    rows = []
+    for metric in metrics:
+        for task, r in result["tasks"].items():
+            rows.append({**base, "task": task, "metric": metric, "value": float(r[metric])})
+        rows.append({**base, "task": MEAN_TASK, "metric": metric, "value": float(result[metric])})
+    return rows
+
+
+# --------------------------------------------------------------------------- curves
+
+def run_curve(run_dir: str | Path) -> pd.DataFrame:
+    """One run's curve: train loss at every logged step, eval success/return where evaluated."""
+    run = RunDir(Path(run_dir))
+    rows = []
+    for r in run.metrics():
+        if r.get("kind") == "train" and "loss" in r:
+            rows.append({"step": r["step"], "kind": "train", "metric": "loss", "value": r["loss"]})
+        elif r.get("kind") == "eval":
+            rows += [{"step": r["step"], "kind": "eval", "metric": m, "value": r[m]}
+                     for m in ("success", "return") if m in r]
+    return pd.DataFrame(rows, columns=["step", "kind", "metric", "value"])
+
+
+def training_curves(experiment_dir: str | Path) -> pd.DataFrame:
+    """Every grid run's curve (finished or not), labelled like the results table."""
+    experiment_dir = Path(experiment_dir)
+    folder = runs_folder(experiment_dir)
+    frames = []
+    for entry in _entries(experiment_dir)[0]:
+        path = folder / entry["name"]
+        if not path.is_dir():
+            continue
+        curve = run_curve(path)
+        if curve.empty:
+            continue
+        frames.append(curve.assign(
+            method=entry["label"], suite=entry["suite_label"], quality=entry["quality"],
+            seed=int(entry["seed"]), protocol=protocol_id(entry["config"]), run=entry["name"]))
+    if not frames:
+        return pd.DataFrame(columns=list(CURVE_COLUMNS))
+    return pd.concat(frames, ignore_index=True).loc[:, list(CURVE_COLUMNS)]
+
+
+# --------------------------------------------------------------------------- mask diagnostics
+
+def _mean_off_diagonal(matrix: list[list[float]]) -> tuple[list[float], float]:
+    """Per task, the mean cosine with the other tasks; and the mean over all pairs."""
+    m = np.asarray(matrix, dtype=float)
+    n = len(m)
+    if n < 2:
+        return [math.nan] * n, math.nan
+    off = ~np.eye(n, dtype=bool)
+    per_task = [float(m[i][off[i]].mean()) for i in range(n)]
+    return per_task, float(m[off].mean())
+
+
+def mask_diagnostics(run_dir: str | Path) -> pd.DataFrame:
+    """Long table (step, key, task, value) of every mask update of a run; empty without masks.
+
+    Per-task lists become one row per task; ``name/i`` scalars become task i of ``name``; other
+    scalars have task = -1. The N×N gradient cosine matrix becomes ``grad_cosine`` per task (mean
+    with the other tasks) and the scalar ``grad_cosine_mean`` (mean over all pairs).
+    """
+    rows = []
+    for record in RunDir(Path(run_dir)).metrics():
+        diag = record.get("mask")
+        if record.get("kind") != "train" or not isinstance(diag, dict):
+            continue
+        step = record["step"]
+        for key, value in diag.items():
+            if key == "grad_cosine" and isinstance(value, list):
+                per_task, mean = _mean_off_diagonal(value)
+                rows += [(step, key, i, v) for i, v in enumerate(per_task)]
+                rows.append((step, "grad_cosine_mean", ALL_TASKS, mean))
+            elif isinstance(value, list):
+                rows += [(step, key, i, float(v)) for i, v in enumerate(value)
+                         if isinstance(v, (int, float))]
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                name, _, index = key.rpartition("/")
+                if name and index.isdigit():
+                    rows.append((step, name, int(index), float(value)))
+                else:
+                    rows.append((step, key, ALL_TASKS, float(value)))
+    return pd.DataFrame(rows, columns=list(MASK_COLUMNS))
+
+
+__all__ = ["PROTOCOL", "collect", "mask_diagnostics", "protocol_id", "run_curve",
+           "training_curves"]

@@ -1,0 +1,71 @@
+"""Config resolution: profiles, typed overrides, round trips, clear errors."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from mtrl_bench.config import (
+    PROFILES,
+    ConfigError,
+    RunConfig,
+    build_config,
+    config_diff,
+    load_profile,
+)
+
+
+@dataclasses.dataclass
+class _MethodCfg:
+    alpha: float = 20.0
+    steps: int = 3
+
+
+def test_profile_values_override_defaults():
+    cfg = build_config("prompt-dt", "mt5", "near-optimal", 0, "paper")
+    assert (cfg.model.embed_dim, cfg.model.n_layer, cfg.model.n_head) == (256, 6, 8)
+    assert (cfg.model.context_len, cfg.model.prompt_len) == (20, 5)
+
+
+def test_profiles_hold_only_scale_sections():
+    for name in PROFILES:
+        assert set(load_profile(name)) <= {"model", "data", "train", "eval"}, name
+
+
+def test_overrides_are_typed_and_parsed():
+    cfg = build_config("m", "mt5", "sub-optimal", 1, "smoke",
+                       overrides={"train.steps": "7", "train.lr": "3e-4",
+                                  "eval.early_stop": "false", "method.alpha": "5"},
+                       method_config_cls=_MethodCfg)
+    assert cfg.train.steps == 7 and cfg.train.lr == 3e-4 and cfg.eval.early_stop is False
+    assert cfg.method_config == {"alpha": 5.0, "steps": 3}
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"train.steps": "many"}, "'train.steps' expects int"),
+    ({"train.steps": "1.5"}, "'train.steps' expects int"),
+    ({"eval.early_stop": "3"}, "'eval.early_stop' expects bool"),
+    ({"train.stepz": "3"}, "unknown field 'train.stepz'"),
+    ({"steps": "3"}, "must look like section.field"),
+    ({"method.beta": "1"}, "unknown field 'method.beta'"),
+])
+def test_bad_overrides_name_the_field(override, message):
+    with pytest.raises(ConfigError, match=message):
+        build_config("m", "mt5", "near-optimal", 0, "smoke", overrides=override,
+                     method_config_cls=_MethodCfg)
+
+
+def test_unknown_profile_and_quality_suggest():
+    with pytest.raises(ConfigError, match="Did you mean 'smoke'"):
+        build_config("m", "mt5", "near-optimal", 0, "smok")
+    with pytest.raises(ConfigError, match="Did you mean 'sub-optimal'"):
+        build_config("m", "mt5", "suboptimal", 0, "smoke")
+
+
+def test_round_trip_and_diff():
+    cfg = build_config("m", "mt5", "near-optimal", 3, "cpu", method_config_cls=_MethodCfg)
+    again = RunConfig.from_dict(cfg.to_dict())
+    assert again == cfg
+    other = build_config("m", "mt5", "near-optimal", 3, "cpu", overrides={"train.lr": "0.1"},
+                         method_config_cls=_MethodCfg)
+    assert config_diff(cfg.to_dict(), other.to_dict()) == ["train.lr: 0.0001 != 0.1"]

@@ -1,0 +1,401 @@
+"""The experiment harness: grid files and their errors, skip/resume/failure/lock, Ray, the CLI."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from mtrl_bench import harness
+from mtrl_bench.config import RunConfig
+from mtrl_bench.runs import RunDir, read_json
+
+# A tiny real grid: two methods, and an axis whose n_head=3 cannot split the 32-dim smoke
+# embedding, so those two runs fail for real at their first forward pass.
+GRID = """
+description = "harness test grid"
+methods = ["prompt-dt", "socodt"]
+suites = ["mt5"]
+qualities = ["sub-optimal"]
+seeds = [0]
+profile = "smoke"
+
+[overrides]
+train.steps = 12
+train.checkpoint_interval = 4
+model.n_head = [2, 3]
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "grid.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def expand_text(tmp_path: Path, text: str, **kw) -> list[harness.GridRun]:
+    exp = harness.load_experiment(write(tmp_path, text))
+    return harness.expand(exp, tmp_path / "runs", **kw)
+
+
+# --------------------------------------------------------------------------- grid files
+
+def test_builtin_experiments_expand(tmp_path):
+    names = harness.builtin_experiments()
+    assert {"quick", "table1", "table2", "table3", "table4", "fig5"} <= set(names)
+    sizes = {n: len(harness.expand(harness.load_experiment(n), tmp_path)) for n in names}
+    assert sizes["quick"] == 6 and sizes["table1"] == 5 * 3 * 2 * 3 and sizes["table2"] == 30
+    assert sizes["table3"] == 2 * 2 * 2 * 3 and sizes["table4"] == 4 * 2 * 3
+
+
+def test_table3_pairs_task_combination_with_seed(tmp_path):
+    runs = harness.expand(harness.load_experiment("table3"), tmp_path)
+    pairs = {(r.suite, r.seed) for r in runs}
+    assert ("random5-2", 2) in pairs and ("random5-0", 2) not in pairs
+    assert {r.suite_label for r in runs} == {"random5", "random30"}
+
+
+def test_table4_runs_full_episodes(tmp_path):
+    runs = harness.expand(harness.load_experiment("table4"), tmp_path)
+    assert all(r.config["eval"]["early_stop"] is False for r in runs)
+
+
+def test_fig5_sweeps_share_the_default_run(tmp_path):
+    exp = harness.load_experiment("fig5")
+    runs = harness.expand(exp, tmp_path)
+    points = sum(len(s.points()) for s in exp.sweeps)
+    default = [r for r in runs if r.label == "socodt"]
+    # every sweep that includes the default value shares one run per seed
+    assert len(default) == 3 and len(default[0].sweeps) >= 5
+    assert len(runs) == 3 * (points - len(default[0].sweeps) + 1)
+    q = [r for r in runs if r.seed == 0 and r.config["method_config"]["q1"] == 0.25]
+    assert len(q) == 1 and q[0].config["method_config"]["q3"] == 0.75
+    assert q[0].label == "socodt[q1=0.25, q3=0.75]"
+
+
+def test_axes_sweeps_labels_and_dedup(tmp_path):
+    runs = expand_text(tmp_path, """
+        methods = ["prompt-dt"]
+        suites = ["mt5"]
+        qualities = ["near-optimal"]
+        seeds = [0, 1]
+        profile = "smoke"
+        [overrides.train]
+        lr = 0.001
+        [[sweep]]
+        name = "steps"
+        train.steps = [20, 30]
+        [[sweep]]
+        "train.steps,train.batch_per_task" = [[20, 2], [30, 4]]
+    """)
+    labels = sorted({r.label for r in runs})
+    # steps 20 and batch 2 are the smoke profile's values: that point is the base run
+    assert labels == ["prompt-dt", "prompt-dt[train.steps=30, train.batch_per_task=4]",
+                      "prompt-dt[train.steps=30]"]
+    assert len(runs) == 2 * 3
+    base = [r for r in runs if r.label == "prompt-dt" and r.seed == 0][0]
+    assert [s["name"] for s in base.sweeps] == ["steps", "train.steps+train.batch_per_task"]
+    assert base.config["train"]["lr"] == 0.001
+
+
+@pytest.mark.parametrize("text, needle", [
+    ('methods = ["socodtt"]\nsuites = ["mt5"]\nqualities = ["near-optimal"]\nseeds = [0]',
+     "Did you mean 'socodt'"),
+    ('methods = ["socodt"]\nsuites = ["mt6"]\nqualities = ["near-optimal"]\nseeds = [0]',
+     "Did you mean 'mt5'"),
+    ('methods = ["socodt"]\nsuites = ["mt5"]\nqualities = ["sub-optimall"]\nseeds = [0]',
+     "Did you mean 'sub-optimal'"),
+    ('method = ["socodt"]\nsuites = ["mt5"]\nqualities = ["near-optimal"]\nseeds = [0]',
+     "Did you mean 'methods'"),
+    ('methods = ["socodt"]\nsuites = ["mt5"]\nqualities = ["near-optimal"]\nseeds = [0]\n'
+     '[overrides]\nmethod.alpah = 3.0', "Did you mean 'alpha'"),
+    ('methods = ["socodt"]\nsuites = ["mt5"]\nqualities = ["near-optimal"]\nseeds = [0]\n'
+     '[overrides]\ntrain.stepz = 3', "unknown field 'train.stepz'"),
+    ('methods = ["socodt"]\nsuites = ["mt5"]\nqualities = ["near-optimal"]\nseeds = [0]\n'
+     'profile = "smok"', "Did you mean 'smoke'"),
+    ('methods = ["socodt"]\nsuites = ["mt5"]\nqualities = ["near-optimal"]', "missing 'seeds'"),
+])
+def test_bad_grids_are_refused_before_anything_runs(tmp_path, text, needle):
+    with pytest.raises(ValueError) as info:
+        expand_text(tmp_path, text)
+    assert needle in str(info.value) and "grid.toml" in str(info.value)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_malformed_toml_names_file_and_line(tmp_path):
+    path = write(tmp_path, 'methods = ["socodt"]\nsuites = ["mt5"\nseeds = [0]\n', "bad.toml")
+    with pytest.raises(ValueError, match=r"bad\.toml: malformed TOML: .*line 3"):
+        harness.load_experiment(path)
+
+
+def test_unknown_experiment_suggests(tmp_path):
+    with pytest.raises(ValueError, match="Did you mean 'quick'"):
+        harness.load_experiment("quik")
+    with pytest.raises(FileNotFoundError, match="nope.toml"):
+        harness.load_experiment(tmp_path / "nope.toml")
+
+
+def test_only_method_filters_and_checks(tmp_path):
+    exp = harness.load_experiment("quick")
+    assert {r.method for r in harness.expand(exp, tmp_path, only_methods=["socodt"])} == {
+        "socodt"}
+    with pytest.raises(ValueError, match="Did you mean 'socodt'"):
+        harness.expand(exp, tmp_path, only_methods=["socodtt"])
+
+
+# --------------------------------------------------------------------------- the lock
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from mtrl_bench.harness import RunLock
+lock = RunLock(Path(sys.argv[1]))
+assert lock.acquire()
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.fixture
+def holder(tmp_path):
+    """A live process holding the lock of tmp_path/held (killed at teardown, by its pid)."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "held")],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    yield tmp_path / "held", proc
+    proc.kill()
+    proc.wait()
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_lock_is_exclusive_and_released(tmp_path):
+    a, b = harness.RunLock(tmp_path / "r"), harness.RunLock(tmp_path / "r")
+    assert a.acquire() and not b.acquire()
+    a.release()
+    assert b.acquire() and not a.acquire()
+    b.release()
+    assert not (tmp_path / "r" / "LOCK").exists()
+
+
+def test_lock_held_by_a_live_process_is_respected(holder):
+    path, proc = holder
+    lock = harness.RunLock(path)
+    assert lock.is_held() and not lock.acquire()
+    assert lock.holder()["pid"] == proc.pid
+    task = harness.RunTask("held", str(path), RunConfig().to_dict(), None, 1)
+    summary = harness.execute(task)
+    assert summary["state"] == "locked" and str(proc.pid) in summary["error"]
+    assert not (path / "status.json").exists()  # nothing was started
+
+
+def test_stale_lock_of_a_dead_pid_is_taken_over(tmp_path):
+    path = tmp_path / "r"
+    path.mkdir()
+    stale = {"pid": dead_pid(), "host": socket.gethostname(), "start": None, "token": "old"}
+    (path / "LOCK").write_text(json.dumps(stale))
+    lock = harness.RunLock(path)
+    assert not lock.is_held() and lock.acquire()
+    assert lock.holder()["token"] == lock.info["token"]
+    # a lock from another host is never broken: its pid cannot be checked from here
+    lock.release()
+    (path / "LOCK").write_text(json.dumps({**stale, "host": "elsewhere"}))
+    assert harness.RunLock(path).is_held() and not harness.RunLock(path).acquire()
+
+
+def test_lock_of_a_reused_pid_is_stale(tmp_path):
+    path = tmp_path / "r"
+    path.mkdir()
+    # our own pid is alive, but with another start time it is a different process
+    info = {"pid": os.getpid(), "host": socket.gethostname(), "start": "1", "token": "x"}
+    (path / "LOCK").write_text(json.dumps(info))
+    assert harness.RunLock(path).acquire()
+
+
+# --------------------------------------------------------------------------- real runs
+
+@pytest.fixture(scope="module")
+def grid_run(smoke_data, tmp_path_factory):
+    """The GRID run once for real (2 workers): one interrupted run with a stale lock resumes,
+    one trains fresh, two fail. Returns (experiment dir, grid, summaries, file times)."""
+    from mtrl_bench.api import run_training
+
+    out = tmp_path_factory.mktemp("experiment")
+    exp = harness.load_experiment(write(out, GRID))
+    runs = harness.expand(exp, out / "runs")
+    harness.write_grid(exp, runs, out)
+    by = {(r.method, r.config["model"]["n_head"]): r for r in runs}
+    # An interrupted run, as a killed harness leaves it: a checkpoint at step 4, metrics up to
+    # step 5, status "running" and the lock of a dead process.
+    first = by["prompt-dt", 2]
+    cfg = RunConfig.from_dict(first.config)
+    cfg.train.threads = 1
+    run = RunDir(out / "runs" / first.name)
+    assert run_training(cfg, run, data_dir=smoke_data, progress=False, stop_after=6) is None
+    run.set_status("running", step=6)
+    (run.path / "LOCK").write_text(json.dumps(
+        {"pid": dead_pid(), "host": socket.gethostname(), "start": None, "token": "dead"}))
+    t0 = time.time()
+    summaries = harness.run_grid(runs, out / "runs", workers=2, threads=1, data_dir=smoke_data,
+                                 progress=False)
+    seconds = time.time() - t0
+    return out, by, {s["run"]: s for s in summaries}, seconds
+
+
+def _stamp(run: RunDir) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in run.path.iterdir() if p.is_file()}
+
+
+def test_grid_resumes_trains_and_records_failures(grid_run):
+    out, by, summaries, _ = grid_run
+    resumed = summaries[by["prompt-dt", 2].name]
+    assert resumed["state"] == "complete" and resumed["resumed"] is True
+    fresh = summaries[by["socodt", 2].name]
+    assert fresh["state"] == "complete" and fresh["resumed"] is False
+    run = RunDir(out / "runs" / by["prompt-dt", 2].name)
+    # logged every 5 steps; step 5 was logged before the interruption and cut back to the
+    # step-4 checkpoint on resume, so it appears once
+    assert [r["step"] for r in run.metrics() if r["kind"] == "train"] == [5, 10]
+    assert [r["step"] for r in run.metrics() if r["kind"] == "eval"] == [12]
+    assert run.complete and not (run.path / "LOCK").exists()
+    for method in ("prompt-dt", "socodt"):
+        failed = RunDir(out / "runs" / by[method, 3].name)
+        summary = summaries[failed.path.name]
+        assert summary["state"] == "failed" and summary["error"]
+        assert failed.status()["state"] == "failed"
+        assert summary["error"] in failed.status()["error"]
+        assert "Traceback" in (failed.path / "error.txt").read_text()
+        assert not failed.complete and not (failed.path / "LOCK").exists()
+
+
+def test_finished_runs_are_not_trained_again(grid_run, smoke_data):
+    out, by, _, _ = grid_run
+    done = [RunDir(out / "runs" / by[m, 2].name) for m in ("prompt-dt", "socodt")]
+    before = [_stamp(r) for r in done]
+    runs = harness.expand(harness.load_experiment(out / "grid.toml"), out / "runs")
+    summaries = {s["run"]: s for s in harness.run_grid(
+        runs, out / "runs", workers=1, threads=1, data_dir=smoke_data, progress=False)}
+    assert [summaries[r.path.name]["state"] for r in done] == ["skipped", "skipped"]
+    assert [_stamp(r) for r in done] == before  # not a single file rewritten
+    assert summaries[by["socodt", 3].name]["state"] == "failed"  # failures are retried
+
+
+def test_locked_run_is_left_to_its_holder(grid_run, smoke_data, holder):
+    path, proc = holder
+    out, by, _, _ = grid_run
+    # the holder's lock sits on a fresh copy of a not-yet-run entry's directory name
+    entry = by["socodt", 2]
+    target = out / "locked" / entry.name
+    target.mkdir(parents=True)
+    os.replace(path / "LOCK", target / "LOCK")
+    summaries = harness.run_grid([entry], out / "locked", workers=1, threads=1,
+                                 data_dir=smoke_data, progress=False)
+    assert summaries[0]["state"] == "locked" and str(proc.pid) in summaries[0]["error"]
+    assert not (target / "config.json").exists()
+
+
+CONCURRENT = """
+import json, sys
+from pathlib import Path
+from mtrl_bench import harness
+exp = harness.load_experiment(Path(sys.argv[1]))
+runs = harness.expand(exp, Path(sys.argv[2]))
+print(json.dumps(harness.run_grid(runs, Path(sys.argv[2]), workers=1, threads=1,
+                                  data_dir=Path(sys.argv[3]), progress=False)))
+"""
+
+
+def test_two_harnesses_never_run_one_run_twice(tmp_path, smoke_data):
+    grid = write(tmp_path, """
+        methods = ["prompt-dt"]
+        suites = ["mt5"]
+        qualities = ["sub-optimal"]
+        seeds = [5, 6]
+        profile = "smoke"
+        [overrides]
+        train.steps = 6
+    """)
+    cmd = [sys.executable, "-c", CONCURRENT, str(grid), str(tmp_path / "runs"), str(smoke_data)]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [json.loads(p.communicate(timeout=300)[0].strip().splitlines()[-1])
+               for p in procs]
+    states: dict[str, list[str]] = {}
+    for summaries in outputs:
+        for s in summaries:
+            states.setdefault(s["run"], []).append(s["state"])
+    assert len(states) == 2
+    for run, seen in states.items():
+        assert sorted(seen) in (["complete", "locked"], ["complete", "skipped"]), (run, seen)
+        evals = [r for r in RunDir(tmp_path / "runs" / run).metrics() if r["kind"] == "eval"]
+        assert len(evals) == 1
+
+
+def test_ray_runs_the_same_grid_to_the_same_results(grid_run, smoke_data, tmp_path):
+    ray = pytest.importorskip("ray", reason='Ray is optional: pip install "mtrl-bench[ray]"')
+    out, by, _, _ = grid_run
+    entry = by["socodt", 2]
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        summaries = harness.run_grid([entry], tmp_path, executor="ray", threads=1,
+                                     data_dir=smoke_data, progress=False)
+    finally:
+        ray.shutdown()
+    assert summaries[0]["state"] == "complete", summaries
+    local, remote = RunDir(out / "runs" / entry.name), RunDir(tmp_path / entry.name)
+    assert read_json(remote.eval_path)["tasks"] == read_json(local.eval_path)["tasks"]
+    losses = [[r["loss"] for r in run.metrics() if r["kind"] == "train"]
+              for run in (local, remote)]
+    assert losses[0] == losses[1]
+    assert read_json(remote.config_path)["train"]["threads"] == 1
+
+
+def test_ray_missing_says_how_to_install(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(RuntimeError, match=r'pip install "mtrl-bench\[ray\]"'):
+        harness.run_grid([], tmp_path, executor="ray")
+
+
+# --------------------------------------------------------------------------- the CLI
+
+def cli(argv: list[str]) -> int:
+    from mtrl_bench.cli import main
+
+    return main(argv)
+
+
+def test_cli_run_reports_and_plots(grid_run, smoke_data, capsys):
+    out, by, _, _ = grid_run
+    code = cli(["run", str(out / "grid.toml"), "--out", str(out), "--data-dir", str(smoke_data),
+                "--threads", "1", "--quiet", "--reference", "socodt"])
+    captured = capsys.readouterr()
+    text = captured.out
+    assert code == 1, captured.err  # the two n_head=3 runs fail again
+    assert "2 skipped, 2 failed" in text and "p Welch" in text and "prompt-dt" in text
+    for name in ("report.md", "report.tex", "comparison.csv", "results.csv", "summary.json"):
+        assert (out / name).stat().st_size > 0
+    pngs = list((out / "plots").rglob("*.png"))
+    assert any(p.parent.name == "masks" for p in pngs)  # socodt's diagnostics
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    assert "failed" in (out / "report.md").read_text() or "failed" in text
+
+
+def test_cli_errors(tmp_path, capsys):
+    assert cli(["run", "quik", "--out", str(tmp_path)]) == 2
+    assert "Did you mean 'quick'" in capsys.readouterr().err
+    bad = write(tmp_path, "methods = [\n", "broken.toml")
+    assert cli(["run", str(bad)]) == 2
+    assert "broken.toml: malformed TOML" in capsys.readouterr().err
+    assert cli(["report", str(tmp_path / "missing")]) == 2
+    (tmp_path / "empty").mkdir()
+    assert cli(["report", str(tmp_path / "empty")]) == 2
+    assert "no finished run" in capsys.readouterr().err

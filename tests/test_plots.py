@@ -1,0 +1,87 @@
+"""Plots from synthetic stored results: each writes a real, non-empty PNG."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from test_results import MASK_RECORDS, make_run  # tests/ is on sys.path (no package)
+
+from mtrl_bench import plots, results
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def is_png(path: Path | None) -> bool:
+    return path is not None and path.stat().st_size > 1000 and path.read_bytes()[:8] == PNG
+
+
+def table(methods=("prompt-dt", "socodt"), seeds=3, tasks=4) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = [dict(method=m, suite="mt5", quality="sub-optimal", seed=s, task=f"t{t}",
+                 metric="success", value=float(rng.uniform()), protocol="p", run=f"{m}{s}")
+            for m in methods for s in range(seeds) for t in range(tasks)]
+    return pd.DataFrame(rows)
+
+
+def test_performance_profile_by_hand():
+    scores = np.array([[0.0, 1.0], [0.5, 1.0]])  # 2 runs x 2 tasks
+    frac, low, high = plots.performance_profile(scores, np.array([-0.1, 0.25, 0.75, 1.0]))
+    # task 0: 1, 1/2, 0, 0 of runs above; task 1: 1, 1, 1, 0 -> averaged over tasks
+    assert frac.tolist() == [1.0, 0.75, 0.5, 0.0]
+    assert (low <= frac + 1e-12).all() and (frac <= high + 1e-12).all()
+    again = plots.performance_profile(scores, np.array([0.25]), seed=0)
+    assert np.array_equal(again[1], plots.performance_profile(scores, np.array([0.25]))[1])
+
+
+def test_profiles_and_curves(tmp_path):
+    assert is_png(plots.plot_profiles(table(), tmp_path / "profile.png"))
+    curves = pd.DataFrame([
+        dict(method=m, suite="mt5", quality="sub-optimal", seed=s, protocol="p", run=f"{m}{s}",
+             step=step, kind="eval", metric="success", value=step / 1000 + s / 10)
+        for m in ("prompt-dt", "socodt") for s in range(3) for step in (250, 500, 1000)])
+    assert is_png(plots.plot_curves(curves, tmp_path / "curves.png"))
+    assert plots.plot_curves(curves, tmp_path / "none.png", metric="return") is None
+    assert not (tmp_path / "none.png").exists()
+
+
+def test_sweeps(tmp_path):
+    df = table(methods=("socodt", "socodt[alpha=10]", "socodt[alpha=40]"))
+    df = pd.concat([df, df.groupby(["method", "seed", "run"], as_index=False)["value"].mean()
+                    .assign(task="__mean__", metric="success")], ignore_index=True)
+    entry = {"suite_label": "mt5", "quality": "sub-optimal"}
+    grid = [{**entry, "name": f"{m}{s}", "sweeps": [{"name": "alpha", "point": {
+        "method.alpha": a}}]} for m, a in (("socodt", 20.0), ("socodt[alpha=10]", 10.0),
+                                           ("socodt[alpha=40]", 40.0)) for s in range(3)]
+    assert is_png(plots.plot_sweeps(df, grid, tmp_path / "sweeps.png"))
+    assert plots.plot_sweeps(df, [{**g, "sweeps": []} for g in grid], tmp_path / "x.png") is None
+
+
+def test_plot_run_with_and_without_masks(tmp_path):
+    masked = make_run(tmp_path, "masked", metrics=MASK_RECORDS)
+    paths, has_masks = plots.plot_run(masked.path)
+    assert has_masks and {p.name for p in paths} == {"training.png", "masks.png"}
+    assert all(is_png(p) for p in paths)
+    plain = make_run(tmp_path, "plain", method="prompt-dt", metrics=MASK_RECORDS[:1])
+    paths, has_masks = plots.plot_run(plain.path, tmp_path / "out")
+    assert not has_masks and [p.name for p in paths] == ["training.png"]
+
+
+def test_mask_panels_cover_every_logged_key(tmp_path):
+    run = make_run(tmp_path, "m", metrics=MASK_RECORDS)
+    diag = results.mask_diagnostics(run.path)
+    path = plots.plot_mask_diagnostics(diag, tmp_path / "m.png", "t", ["reach", "push"])
+    assert is_png(path)
+    assert plots.plot_mask_diagnostics(diag.iloc[:0], tmp_path / "e.png", "t") is None
+
+
+def test_experiment_plots(tmp_path):
+    runs = tmp_path / "runs"
+    for seed in range(2):
+        make_run(runs, f"s{seed}", seed=seed, metrics=MASK_RECORDS, early_stop=False)
+    df, _ = results.collect(tmp_path)
+    paths = plots.plot_experiment(tmp_path, df)
+    names = {p.name for p in paths}
+    # full-episode returns get their own curve; masks are drawn for the lowest seed only
+    assert names == {"curves_success.png", "curves_return.png", "profile_success.png", "s0.png"}
+    assert all(is_png(p) for p in paths)

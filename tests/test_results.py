@@ -1,0 +1,146 @@
+"""The results table, curves and mask diagnostics, from run directories written by hand."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mtrl_bench import results
+from mtrl_bench.config import RunConfig
+from mtrl_bench.report import write_report
+from mtrl_bench.runs import RunDir, write_json
+
+TASKS = ("reach-v3", "push-v3")
+
+
+def make_run(root: Path, name: str, method: str = "socodt", seed: int = 0,
+             success: tuple[float, ...] | None = (1.0, 0.5), returns: tuple[float, ...] = (
+                 400.0, 200.0), state: str = "complete", early_stop: bool = True,
+             metrics: list[dict] | None = None, suite: str = "mt5") -> RunDir:
+    """A run directory as the trainer leaves it (success=None: no eval.json)."""
+    cfg = RunConfig(method=method, suite=suite, quality="sub-optimal", seed=seed, profile="cpu")
+    cfg.eval.early_stop = early_stop
+    run = RunDir(root / name)
+    run.path.mkdir(parents=True)
+    write_json(run.config_path, cfg.to_dict())
+    for record in metrics or []:
+        run.log(record)
+    if success is not None:
+        tasks = {t: {"success": s, "return": r, "episodes": 2} for t, s, r in
+                 zip(TASKS, success, returns)}
+        write_json(run.eval_path, {"tasks": tasks, "success": sum(success) / len(success),
+                                   "return": sum(returns) / len(returns)})
+    if state == "complete":
+        run.mark_complete()
+    else:
+        run.set_status(state, step=3, **({"error": "RuntimeError: boom"}
+                                          if state == "failed" else {}))
+    return run
+
+
+def grid_entry(run: RunDir, label: str | None = None, suite_label: str | None = None) -> dict:
+    c = json.loads(run.config_path.read_text())
+    return {"name": run.path.name, "method": c["method"], "label": label or c["method"],
+            "suite": c["suite"], "suite_label": suite_label or c["suite"],
+            "quality": c["quality"], "seed": c["seed"], "config": c, "sweeps": []}
+
+
+def test_collect_long_table_from_run_dirs(tmp_path):
+    runs = tmp_path / "runs"
+    make_run(runs, "a", "socodt", 0, (1.0, 0.5))
+    make_run(runs, "b", "prompt-dt", 0, (0.0, 0.5))
+    df, problems = results.collect(tmp_path)
+    assert problems == []
+    assert set(df.columns) >= {"method", "suite", "quality", "seed", "task", "metric", "value",
+                               "protocol", "run"}
+    soco = df[(df["method"] == "socodt")]
+    assert set(soco["task"]) == {*TASKS, "__mean__"}
+    assert soco.set_index("task").loc["__mean__", "value"] == 0.75
+    assert set(df["metric"]) == {"success"}  # early-stopped episodes: no return rows
+    assert set(df["protocol"]) == {"v3-scripted-replay/cpu"}
+
+
+def test_returns_only_from_full_episodes(tmp_path):
+    make_run(tmp_path / "runs", "full", early_stop=False)
+    df, _ = results.collect(tmp_path)
+    ret = df[df["metric"] == "return"].set_index("task")["value"]
+    assert ret["reach-v3"] == 400.0 and ret["__mean__"] == 300.0
+
+
+def test_problems_name_missing_failed_and_unfinished_runs(tmp_path):
+    runs = tmp_path / "runs"
+    done = make_run(runs, "done")
+    failed = make_run(runs, "failed", seed=1, success=None, state="failed")
+    half = make_run(runs, "half", seed=2, success=None, state="interrupted")
+    stray = make_run(runs, "stray", seed=9)  # on disk, not in the grid: left out
+    entries = [grid_entry(r) for r in (done, failed, half)]
+    missing = dict(entries[0], name="never-started", seed=3)
+    write_json(tmp_path / "grid.json", {"runs": [*entries, missing]})
+    df, problems = results.collect(tmp_path)
+    assert set(df["run"]) == {"done"} and stray.path.name not in set(df["run"])
+    text = "\n".join(problems)
+    assert "seed 1: failed: RuntimeError: boom" in text
+    assert "seed 2: interrupted at step 3 of" in text
+    assert "seed 3: not run yet (never-started)" in text
+    assert "not in this experiment's grid" in text
+
+
+def test_grid_labels_become_the_method_and_suite(tmp_path):
+    runs = tmp_path / "runs"
+    a = make_run(runs, "a", suite="random5-1")
+    b = make_run(runs, "b", seed=1, suite="random5-2")
+    write_json(tmp_path / "grid.json", {"runs": [
+        grid_entry(a, "socodt[alpha=10]", "random5"), grid_entry(b, "socodt", "random5")]})
+    df, _ = results.collect(tmp_path)
+    assert set(df["suite"]) == {"random5"} and set(df["suite_id"]) == {"random5-1", "random5-2"}
+    assert set(df["method"]) == {"socodt[alpha=10]", "socodt"}
+    assert set(df["base_method"]) == {"socodt"}
+
+
+def test_collected_table_feeds_the_report(tmp_path):
+    runs = tmp_path / "runs"
+    for seed in range(3):
+        make_run(runs, f"s{seed}", "socodt", seed, (1.0, 0.5 + 0.1 * seed))
+        make_run(runs, f"p{seed}", "prompt-dt", seed, (0.0, 0.2 * seed))
+    df, _ = results.collect(tmp_path)
+    paths = write_report(df, tmp_path / "report", reps=200)
+    comparison = pd.read_csv(tmp_path / "report" / "comparison.csv")
+    row = comparison[comparison["method"] == "prompt-dt"].iloc[0]
+    assert row["n"] == 3 and math.isclose(row["diff"], 0.1 - 0.8, abs_tol=1e-9)
+    assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_empty_or_missing_directory(tmp_path):
+    df, problems = results.collect(tmp_path)
+    assert df.empty and problems == []
+    with pytest.raises(FileNotFoundError):
+        results.collect(tmp_path / "nope")
+
+
+MASK_RECORDS = [
+    {"step": 5, "kind": "train", "loss": 0.9},
+    {"step": 5, "kind": "train", "loss": 0.8, "mask": {
+        "density": [0.8, 0.7], "mean_mask": [0.85, 0.75], "beta": 20.0,
+        "conflict_size/0": 3.0, "conflict_size/1": 5.0, "conflict_size": 4.0,
+        "grad_cosine": [[1.0, 0.2], [0.2, 1.0]], "flag": True}},
+    {"step": 10, "kind": "eval", "success": 0.5, "return": 100.0, "task_success": [1.0, 0.0]},
+]
+
+
+def test_mask_diagnostics_and_curves(tmp_path):
+    run = make_run(tmp_path / "runs", "m", metrics=MASK_RECORDS)
+    diag = results.mask_diagnostics(run.path)
+    rows = {(r.key, r.task): r.value for r in diag.itertuples()}
+    assert rows["density", 1] == 0.7 and rows["beta", -1] == 20.0
+    assert rows["conflict_size", 1] == 5.0 and rows["conflict_size", -1] == 4.0
+    assert rows["grad_cosine", 0] == 0.2 and rows["grad_cosine_mean", -1] == 0.2
+    assert ("flag", -1) not in rows  # booleans are not plotted
+    curve = results.run_curve(run.path)
+    assert curve[curve["metric"] == "loss"]["value"].tolist() == [0.9, 0.8]
+    curves = results.training_curves(tmp_path)
+    ev = curves[curves["metric"] == "success"]
+    assert ev["value"].tolist() == [0.5] and ev["method"].tolist() == ["socodt"]
+    assert results.mask_diagnostics(make_run(tmp_path / "runs", "plain").path).empty

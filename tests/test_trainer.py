@@ -1,0 +1,181 @@
+"""The shared trainer on real smoke-sized data: determinism, resume, masks, failures."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from mtrl_bench.api import load_datasets, prepare_run, run_training
+from mtrl_bench.data import OfflineData
+from mtrl_bench.masking import MaskStrategy
+from mtrl_bench.model import per_task_loss
+from mtrl_bench.runs import RunDir
+from mtrl_bench.trainer import ConfigMismatch, NonFiniteLoss, build, effective_weights, train_step
+
+
+@pytest.fixture
+def smoke(smoke_data, monkeypatch, tmp_path):
+    monkeypatch.setenv("MTRL_BENCH_DATA", str(smoke_data))
+
+    def make(method="prompt-dt", name="run", **overrides):
+        return prepare_run(method, "mt5", "near-optimal", 0, "smoke", "cpu",
+                           {k.replace("__", "."): str(v) for k, v in overrides.items()},
+                           out=tmp_path / name)
+    return make
+
+
+def _steps(cfg, n, strategy=None):
+    data = OfflineData(load_datasets(cfg, progress=False), cfg.data, cfg.model)
+    c = build(cfg, data, torch.device("cpu"))
+    if strategy is not None:
+        c.strategy = strategy(c)
+    records = [train_step(c, data, cfg, s, torch.device("cpu"), None) for s in range(n)]
+    return c, data, records
+
+
+def test_same_seed_same_numbers(smoke):
+    cfg, _ = smoke()
+    a, _, ra = _steps(cfg, 4)
+    b, _, rb = _steps(cfg, 4)
+    assert [r["loss"] for r in ra] == [r["loss"] for r in rb]
+    for (k, p), q in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.equal(p, q), k
+    cfg.seed = 1
+    c, _, rc = _steps(cfg, 4)
+    assert [r["loss"] for r in rc] != [r["loss"] for r in ra]
+
+
+def test_loss_decreases_on_real_data(smoke):
+    cfg, _ = smoke(train__lr=1e-3, train__warmup_steps=1)
+    _, _, records = _steps(cfg, 60)
+    first = sum(r["loss"] for r in records[:10]) / 10
+    last = sum(r["loss"] for r in records[-10:]) / 10
+    assert last < 0.85 * first
+
+
+
+def _random_masks(values: tuple[float, ...], seed: int):
+    """A strategy factory: per-task masks drawn uniformly from `values` (5 tasks of MT5)."""
+    def make(c):
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randint(len(values), (5, c.layout.numel), generator=g)
+        return MaskStrategy(torch.tensor(values)[idx])
+    return make
+
+
+def test_masked_update_is_mean_of_task_gradients_times_soft_mask(smoke):
+    cfg, _ = smoke()
+    c, data, _ = _steps(cfg, 0, _random_masks((0.0, 0.5, 1.0, 1.0), seed=3))
+    c.model.eval()  # no dropout: both computations below see the same function
+    seg, prompt = data.sample(np.random.default_rng(5), 2)
+    weights = effective_weights(c, requires_grad=True)
+    losses = per_task_loss(c.model(seg, prompt, weights), seg.actions, seg.mask)
+    scale = c.layout.views(c.strategy.grad_scale())
+    expected = {}
+    for name in weights:  # every task's gradient on its own, then Eq. 7 by hand
+        g = torch.stack([torch.autograd.grad(losses[i], weights[name], retain_graph=True)[0][i]
+                         for i in range(len(losses))])
+        expected[name] = (g * scale[name]).mean(0)
+    losses.mean().backward()
+    for name in weights:
+        got = (weights[name].grad * scale[name]).sum(0)  # what train_step assigns to p.grad
+        torch.testing.assert_close(got, expected[name], rtol=1e-4, atol=1e-8)
+        assert (got[(scale[name] == 0).all(0)] == 0).all()  # masked for every task: no update
+
+
+def test_entries_masked_for_a_task_do_not_affect_its_forward_pass(smoke):
+    cfg, _ = smoke()
+
+    c, data, _ = _steps(cfg, 1, _random_masks((0.0, 1.0, 1.0), seed=1))
+    c.model.eval()
+    seg, prompt = data.sample(np.random.default_rng(0), 2)
+    before = c.model(seg, prompt, effective_weights(c, False))
+    dropped = c.layout.views(1 - c.strategy.forward_mask())
+    with torch.no_grad():
+        for name, p in c.model.maskable_parameters().items():
+            p += 10.0 * dropped[name][0]  # perturb only entries task 0 does not use
+    after = c.model(seg, prompt, effective_weights(c, False))
+    torch.testing.assert_close(after[0], before[0])
+    assert not torch.allclose(after[1:], before[1:])
+
+
+def _final_state(run: RunDir):
+    state = run.load_checkpoint()
+    return state["model"], [r for r in run.metrics() if r["kind"] == "train"]
+
+
+def test_resume_equals_uninterrupted(smoke):
+    cfg, full = smoke(name="full")
+    run_training(cfg, full, progress=False)
+    cfg2, part = smoke(name="part")
+    assert run_training(cfg2, part, progress=False, stop_after=12) is None
+    assert part.status()["state"] == "interrupted" and not part.complete
+    result = run_training(cfg2, part, resume=True, progress=False)
+    assert part.complete and result["success"] == full.metrics()[-1]["success"]
+    (ma, la), (mb, lb) = _final_state(full), _final_state(part)
+    assert la == lb
+    for k in ma:
+        assert torch.equal(ma[k], mb[k]), k
+
+
+def test_kill_and_resume_with_the_cli(smoke, smoke_data, tmp_path):
+    args = ["--profile", "smoke", "--device", "cpu", "--quiet", "--set", "train.steps=3000",
+            "--set", "train.checkpoint_interval=100"]
+    env = {**os.environ, "MTRL_BENCH_DATA": str(smoke_data)}
+    cmd = [sys.executable, "-m", "mtrl_bench.cli", "train", *args]
+    proc = subprocess.Popen([*cmd, "--out", str(tmp_path / "killed")], env=env)
+    ckpt = tmp_path / "killed" / "checkpoint.pt"
+    deadline = time.time() + 300
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed = RunDir(tmp_path / "killed")
+    assert not killed.complete, "the run finished before it could be killed"
+    again = subprocess.run([*cmd, "--out", str(killed.path)], env=env, capture_output=True,
+                           text=True)
+    assert again.returncode == 2 and "--resume" in again.stderr  # refuses to clobber
+    resumed = subprocess.run([*cmd, "--out", str(killed.path), "--resume"], env=env,
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    clean = subprocess.run([*cmd, "--out", str(tmp_path / "clean")], env=env,
+                           capture_output=True, text=True)
+    assert clean.returncode == 0, clean.stderr
+    (ma, la), (mb, lb) = _final_state(killed), _final_state(RunDir(tmp_path / "clean"))
+    assert la == lb
+    assert all(torch.equal(ma[k], mb[k]) for k in ma)
+
+
+def test_resume_with_a_different_config_is_refused(smoke):
+    cfg, run = smoke()
+    run_training(cfg, run, progress=False, stop_after=10)
+    cfg.train.lr = 0.5
+    with pytest.raises(ConfigMismatch, match="train.lr: 0.0001 != 0.5"):
+        run_training(cfg, run, resume=True, progress=False)
+
+
+def test_nan_loss_marks_the_run_failed_and_keeps_the_checkpoint(smoke, monkeypatch):
+    cfg, run = smoke()
+    import mtrl_bench.trainer as trainer
+
+    calls = {"n": 0}
+    real = trainer.per_task_loss
+
+    def poisoned(*args):
+        calls["n"] += 1
+        out = real(*args)
+        return out * float("nan") if calls["n"] == 15 else out
+
+    monkeypatch.setattr(trainer, "per_task_loss", poisoned)
+    with pytest.raises(NonFiniteLoss, match="step 15"):
+        run_training(cfg, run, progress=False)
+    status = run.status()
+    assert status["state"] == "failed" and status["step"] == 15
+    assert run.load_checkpoint()["step"] == 10  # the last good checkpoint survives
+    assert not run.complete
