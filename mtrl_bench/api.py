@@ -12,9 +12,8 @@ def prepare_run(method: str, suite: str, quality: str, seed: int, profile: str =
                 device: str = "auto", overrides: dict | None = None, out: Path | None = None,
                 runs_root: Path = Path("runs")) -> tuple[RunConfig, RunDir]:
     """Validate names, resolve the config and pick the run directory (named by the config)."""
-    from mtrl_bench_envs.suites import get_suite
-
     from mtrl_bench.runs import run_name
+    from mtrl_bench_envs.suites import get_suite
 
     spec = registry().method(method).spec
     get_suite(suite)
@@ -45,8 +44,6 @@ def run_training(cfg: RunConfig, run: RunDir, resume: bool = False, data_dir: Pa
 def evaluate_run(path: Path, episodes: int | None = None, data_dir: Path | None = None,
                  progress: bool = True) -> dict:
     """Re-evaluate a run's last checkpoint; writes eval_<episodes>.json beside eval.json."""
-    from mtrl_bench_envs.suites import get_suite
-
     from mtrl_bench.data import OfflineData
     from mtrl_bench.evaluation import evaluate
     from mtrl_bench.trainer import (
@@ -56,6 +53,7 @@ def evaluate_run(path: Path, episodes: int | None = None, data_dir: Path | None 
         resolve_device,
         restore,
     )
+    from mtrl_bench_envs.suites import get_suite
 
     run = RunDir(path)
     cfg = run.config()

@@ -117,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mtrl-bench: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("mtrl-bench: interrupted; finished work is kept, rerun with --resume",
-              file=sys.stderr)
+        print("mtrl-bench: interrupted; finished work is kept. Rerun the same command to "
+              "continue (`train` needs --resume)", file=sys.stderr)
         return 130
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -118,12 +117,17 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from mtrl_bench.plots import plot_run
+    from mtrl_bench.plugins import registry
+    from mtrl_bench.runs import RunDir
 
     paths, has_masks = plot_run(Path(args.run_dir), args.out)
     if not has_masks:
-        method = json.loads((Path(args.run_dir) / "config.json").read_text())["method"]
-        print(f"{args.run_dir}: no mask diagnostics: method '{method}' has no parameter masks "
-              "(or no mask update was logged yet); only the training curve is drawn")
+        method = RunDir(Path(args.run_dir)).config().method
+        known = method in registry().methods
+        why = ("has no parameter masks" if known and registry().method(method).spec.strategy
+               is None else "logged no mask update yet")
+        print(f"{args.run_dir}: no mask diagnostics: method '{method}' {why}; only the "
+              "training curve is drawn")
     if not paths:
         raise ValueError(f"{args.run_dir}: nothing to plot yet (no metrics logged)")
     print("\n".join(str(p) for p in paths))

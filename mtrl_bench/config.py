@@ -147,7 +147,9 @@ def build_config(method: str, suite: str, quality: str, seed: int, profile: str 
         if section == "method":
             if method_cfg is None:
                 raise ConfigError(f"method '{method}' has no config fields; got '{dotted}'")
-            apply_section(section, method_cfg, {key: value})
+            # method configs may be frozen: rebuild rather than assign
+            method_cfg = dataclasses.replace(method_cfg,
+                                             **{key: _coerce(section, method_cfg, key, value)})
         elif section in ("model", "data", "train", "eval") and key:
             apply_section(section, getattr(cfg, section), {key: value})
         else:

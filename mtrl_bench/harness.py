@@ -613,8 +613,13 @@ def _run_local(tasks: Sequence[RunTask], workers: int,
             proc.terminate()
         for proc, _, task in active.values():
             proc.join()
-            RunDir(Path(task.path)).set_status("interrupted")
-            RunLock(Path(task.path)).path.unlink(missing_ok=True)  # its holder is gone
+            run = RunDir(Path(task.path))
+            lock = RunLock(run.path)
+            if (lock.holder() or {}).get("pid") != proc.pid:
+                continue  # the child had not taken this run (another harness holds it)
+            if not run.complete:  # it may have finished just before the signal
+                run.set_status("interrupted")
+            lock.path.unlink(missing_ok=True)  # its holder is gone
         raise
 
 

@@ -89,8 +89,9 @@ def _problem(entry: dict[str, Any], run: RunDir) -> str | None:
         return f"{what}: failed: {status.get('error', 'no error recorded')} ({run.path.name})"
     if run.complete:
         return f"{what}: marked DONE but eval.json is missing ({run.path.name})"
-    at = f" at step {status['step']} of {steps}" if "step" in status else ""
-    return f"{what}: {state}{at}, incomplete ({run.path.name})"
+    step = status.get("step") or max((r["step"] for r in run.metrics()), default=None)
+    at = f" at step {step} of {steps}" if step else ""
+    return f"{what}: {state}{at}, incomplete; `mtrl-bench run` resumes it ({run.path.name})"
 
 
 def collect(experiment_dir: str | Path) -> tuple[pd.DataFrame, list[str]]:

@@ -209,7 +209,7 @@ def permutation_p(a: Iterable[float], b: Iterable[float], seed: Seed = 0) -> tup
     generator are used instead.
     """
     a, b = np.asarray(a, float), np.asarray(b, float)
-    if len(a) < 1 or len(b) < 1:
+    if len(a) < 2 or len(b) < 2:  # scipy needs two observations per side
         return math.nan, False
     exact = math.comb(len(a) + len(b), len(a)) <= EXACT_LIMIT
 

@@ -180,9 +180,8 @@ def restore(c: Components, state: dict) -> int:
 
 def evaluate_and_log(c: Components, data: OfflineData, cfg: RunConfig, run: RunDir, step: int,
                      device: torch.device, amp: torch.dtype | None, progress: bool) -> dict:
-    from mtrl_bench_envs.suites import get_suite
-
     from mtrl_bench.evaluation import evaluate  # downstream of training; imported when used
+    from mtrl_bench_envs.suites import get_suite
 
     result = evaluate(c.model, data, get_suite(cfg.suite), cfg.eval,
                       weights=effective_weights(c, False), device=device, amp_dtype=amp,
