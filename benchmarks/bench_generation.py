@@ -5,6 +5,9 @@ generate:  `generate_dataset` end to end: the recipe's actions, arrays, .npz fil
 generate (expert actions): the same with a recipe that never takes a random step, so every step
            calls the policy as the raw loop does (the worst case for generation's overhead).
 
+"parent CPU %" is the share of all CPU spent in the parent process (collecting chunks, writing
+files, checksums): the serial part that bounds scaling with more workers (Amdahl).
+
 All three run the same episodes through the same process pool, so process start-up and env
 construction are in every figure. Wall-clock steps/s are what a user waits for; steps per CPU
 second are steadier on a shared machine. Usage:
@@ -20,6 +23,8 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+
+from tabulate import tabulate
 
 from mtrl_bench_envs.generate import CHUNK, as_suite, close_envs, generate_dataset
 from mtrl_bench_envs.parallel import imap_unordered
@@ -48,16 +53,20 @@ def raw_unit(unit: tuple[str, int, int]) -> int:
     return (stop - start) * EPISODE_LENGTH
 
 
-def _cpu() -> float:
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
-        resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime  # kids: once reaped
+def _cpu() -> tuple[float, float]:
+    """(this process, its reaped children) CPU seconds."""
+    own, kids = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
+                                                     resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime
 
 
-def timed(fn) -> tuple[float, float]:
-    wall, cpu = time.perf_counter(), _cpu()
+def timed(fn) -> tuple[float, float, float]:
+    """Wall seconds, total CPU seconds, and the parent's share of that CPU (the serial part)."""
+    wall, (own, kids) = time.perf_counter(), _cpu()
     fn()
-    return time.perf_counter() - wall, _cpu() - cpu
+    wall, (own2, kids2) = time.perf_counter() - wall, _cpu()
+    total = own2 - own + kids2 - kids
+    return wall, total, (own2 - own) / total
 
 
 def main() -> None:
@@ -86,24 +95,24 @@ def main() -> None:
 
     rows, gen_wall = [], {}
     for workers in args.workers:
-        best: dict[str, tuple[float, float]] = {}
+        best: dict[str, tuple[float, float, float]] = {}
         for _ in range(args.repeats):  # interleaved, so load changes hit all modes alike
             for mode, fn in (("raw loop", lambda w=workers: run_raw(w)),
                              ("generate", lambda w=workers: run_gen(w)),
                              ("generate (expert actions)",
                               lambda w=workers: run_gen(w, EXPERT_ACTIONS))):
-                wall, cpu = timed(fn)
-                if mode not in best or wall < best[mode][0]:
-                    best[mode] = (wall, cpu)
-        raw_wall, raw_cpu = best["raw loop"]
-        for mode, (wall, cpu) in best.items():
+                result = timed(fn)
+                if mode not in best or result[0] < best[mode][0]:
+                    best[mode] = result
+        raw_wall, raw_cpu, _ = best["raw loop"]
+        for mode, (wall, cpu, parent) in best.items():
             rows.append([mode, workers, wall, steps / wall, steps / wall / workers,
-                         steps / cpu, raw_wall / wall, raw_cpu / cpu])
+                         steps / cpu, raw_wall / wall, raw_cpu / cpu,
+                         100 * parent if workers > 1 else None])
         gen_wall[workers] = best["generate"][0]
-    from tabulate import tabulate
-
     print(tabulate(rows, ["mode", "workers", "wall s", "steps/s", "steps/s/worker",
-                          "steps/CPU-s", "vs raw (wall)", "vs raw (CPU)"], floatfmt=".2f"))
+                          "steps/CPU-s", "vs raw (wall)", "vs raw (CPU)", "parent CPU %"],
+                   floatfmt=".2f", missingval="-"))
     if 1 in gen_wall and len(gen_wall) > 1:
         for workers, wall in gen_wall.items():
             if workers > 1:

@@ -43,7 +43,7 @@ from mtrl_bench_envs.suites import (
     set_goal,
 )
 
-CHUNK = 10  # episodes per work unit: ~3 s of simulation, small enough to balance 2 workers on mt5
+CHUNK = 5  # episodes per work unit: ~1.5 s of simulation; mt5 x 10 episodes is 10 units
 MIN_EPISODES = 2  # the buffer runs from random (u=0) to expert (u=1); sub-optimal is half of it
 
 

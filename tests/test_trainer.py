@@ -125,8 +125,8 @@ def test_resume_equals_uninterrupted(smoke):
 
 
 def test_kill_and_resume_with_the_cli(smoke, smoke_data, tmp_path):
-    args = ["--profile", "smoke", "--device", "cpu", "--quiet", "--set", "train.steps=3000",
-            "--set", "train.checkpoint_interval=100"]
+    args = ["--profile", "smoke", "--device", "cpu", "--quiet", "--set", "train.steps=1000",
+            "--set", "train.checkpoint_interval=50"]
     env = {**os.environ, "MTRL_BENCH_DATA": str(smoke_data)}
     cmd = [sys.executable, "-m", "mtrl_bench.cli", "train", *args]
     proc = subprocess.Popen([*cmd, "--out", str(tmp_path / "killed")], env=env)
