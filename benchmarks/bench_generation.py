@@ -5,12 +5,11 @@ generate:  `generate_dataset` end to end: the recipe's actions, arrays, .npz fil
 generate (expert actions): the same with a recipe that never takes a random step, so every step
            calls the policy as the raw loop does (the worst case for generation's overhead).
 
-"parent CPU %" is the share of all CPU spent in the parent process (collecting chunks, writing
-files, checksums): the serial part that bounds scaling with more workers (Amdahl).
-
-All three run the same episodes through the same process pool, so process start-up and env
-construction are in every figure. Wall-clock steps/s are what a user waits for; steps per CPU
-second are steadier on a shared machine. Usage:
+Part 1 alternates raw and recipe episodes in one process, episode by episode: the per-step cost
+of generation, robust to load from other processes. Part 2 runs the same episodes end to end
+through the process pool (start-up, env construction, files and card included) with 1 and 2
+workers. "parent CPU %" is the share of all CPU spent in the parent (collecting chunks, writing
+files, checksums): the serial part that bounds scaling with more workers (Amdahl). Usage:
 
     .venv/bin/python benchmarks/bench_generation.py --suite mt5 --episodes 20 --repeats 2
 """
@@ -24,33 +23,57 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 from tabulate import tabulate
 
-from mtrl_bench_envs.generate import CHUNK, as_suite, close_envs, generate_dataset
+from mtrl_bench_envs.generate import CHUNK, as_suite, close_envs, env_for, generate_dataset
 from mtrl_bench_envs.parallel import imap_unordered
-from mtrl_bench_envs.recipe import Recipe
-from mtrl_bench_envs.suites import EPISODE_LENGTH, NUM_GOALS
+from mtrl_bench_envs.recipe import RECIPE, Recipe, make_policy, plan_episode, rollout
+from mtrl_bench_envs.suites import EPISODE_LENGTH, NUM_GOALS, make_env, set_goal
 
 EXPERT_ACTIONS = Recipe(name="bench-expert-actions", random_prob=((0.0, 0.0),),
                         noise_std=((0.0, 0.1),))
 
 
+def raw_episode(env, policy, task: str, episode: int) -> None:
+    """The raw loop: policy -> clip -> step for 500 steps, nothing kept."""
+    set_goal(env, task, episode % NUM_GOALS, episode)
+    obs, _ = env.reset()
+    for _ in range(EPISODE_LENGTH):
+        obs, *_ = env.step(np.clip(policy.get_action(obs), -1.0, 1.0))
+
+
 def raw_unit(unit: tuple[str, int, int]) -> int:
-    """Episodes [start, stop) of one task: policy -> clip -> step, nothing kept."""
-    import numpy as np
-
-    from mtrl_bench_envs.generate import env_for
-    from mtrl_bench_envs.suites import set_goal
-
+    """Episodes [start, stop) of one task through the raw loop."""
     task, start, stop = unit
     env, policy = env_for(task)  # the per-process env cache generation uses
     warnings.simplefilter("ignore", UserWarning)
     for e in range(start, stop):
-        set_goal(env, task, e % NUM_GOALS, e)
-        obs, _ = env.reset()
-        for _ in range(EPISODE_LENGTH):
-            obs, *_ = env.step(np.clip(policy.get_action(obs), -1.0, 1.0))
+        raw_episode(env, policy, task, e)
     return (stop - start) * EPISODE_LENGTH
+
+
+def interleaved(suite, episodes: int) -> list[list]:
+    """Per-episode alternation in one process, so machine load hits every side alike: the
+    recipe's per-step cost (plan, action mixing, storing arrays) without processes or files."""
+    warnings.simplefilter("ignore", UserWarning)
+    modes = {"rollout (recipe)": RECIPE, "rollout (expert actions)": EXPERT_ACTIONS}
+    seconds = dict.fromkeys(["raw loop", *modes], 0.0)
+    for task in suite.tasks:
+        env, policy = make_env(task, 0, 0), make_policy(task)
+        for e in range(episodes):
+            start = time.perf_counter()
+            raw_episode(env, policy, task, e)
+            seconds["raw loop"] += time.perf_counter() - start
+            for mode, recipe in modes.items():
+                start = time.perf_counter()
+                plan = plan_episode(suite, task, 0, e, episodes, recipe)
+                set_goal(env, task, plan.goal, plan.env_seed)
+                rollout(env, policy, plan)
+                seconds[mode] += time.perf_counter() - start
+        env.close()
+    steps = len(suite.tasks) * episodes * EPISODE_LENGTH
+    return [[mode, steps / sec, seconds["raw loop"] / sec] for mode, sec in seconds.items()]
 
 
 def _cpu() -> tuple[float, float]:
@@ -82,6 +105,11 @@ def main() -> None:
              for s in range(0, args.episodes, CHUNK)]
     print(f"{suite.name}: {len(suite.tasks)} tasks x {args.episodes} episodes = {steps} steps; "
           f"cores {os.cpu_count()}, load average {os.getloadavg()[0]:.1f} at start")
+
+    print("\nIn one process, alternating episode by episode:")
+    print(tabulate(interleaved(suite, args.episodes), ["mode", "steps/s", "vs raw"],
+                   floatfmt=".2f"))
+    print("\nEnd to end through the process pool (best of --repeats):")
 
     def run_raw(workers: int) -> None:
         assert sum(imap_unordered(raw_unit, units, workers)) == steps
