@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mtrl_bench.masking import MaskLayout, MaskStrategy, UpdateContext, random_erk_masks
+from mtrl_bench.masking import MaskStrategy, UpdateContext, erk_initialised
 from mtrl_bench.plugins import MethodSpec, hookimpl
 from mtrl_bench_methods import scores
 
@@ -99,15 +99,11 @@ class HarmoDTStrategy(MaskStrategy):
         return {"k_t": float(k), "recovered": mean_moved, "pruned": mean_moved}
 
 
-def _factory(config: HarmoDTConfig, layout: MaskLayout, num_tasks: int,
-             generator: torch.Generator) -> HarmoDTStrategy:
-    return HarmoDTStrategy(config, random_erk_masks(layout, num_tasks, config.sparsity, generator))
-
-
 @hookimpl
 def mtrl_bench_methods() -> list[MethodSpec]:
     def spec(name: str, cls: type, what: str) -> MethodSpec:
-        return MethodSpec(name, cls, _factory, what, CITATION, frozenset({"masks"}))
+        return MethodSpec(name, cls, erk_initialised(HarmoDTStrategy), what, CITATION,
+                          frozenset({"masks"}))
 
     return [
         spec("harmodt-f", HarmoDTConfig, "HarmoDT-F: hard masks moved by agreement, Fisher prune"),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mtrl_bench.masking import MaskLayout, MaskStrategy, UpdateContext, random_erk_masks
+from mtrl_bench.masking import MaskStrategy, UpdateContext, erk_initialised
 from mtrl_bench.plugins import MethodSpec, hookimpl
 from mtrl_bench_methods import scores
 
@@ -129,15 +129,11 @@ class SoCoDTStrategy(MaskStrategy):
         return out
 
 
-def _factory(config: SoCoDTConfig, layout: MaskLayout, num_tasks: int,
-             generator: torch.Generator) -> SoCoDTStrategy:
-    return SoCoDTStrategy(config, random_erk_masks(layout, num_tasks, config.sparsity, generator))
-
-
 @hookimpl
 def mtrl_bench_methods() -> list[MethodSpec]:
     def spec(name: str, cls: type, what: str) -> MethodSpec:
-        return MethodSpec(name, cls, _factory, what, CITATION, frozenset({"masks"}))
+        return MethodSpec(name, cls, erk_initialised(SoCoDTStrategy), what, CITATION,
+                          frozenset({"masks"}))
 
     return [
         spec("socodt", SoCoDTConfig, "SoCo-DT: Fisher soft masks with TAMU (IQR) updates"),

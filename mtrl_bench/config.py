@@ -9,7 +9,7 @@ from typing import Any
 
 import tomllib
 
-QUALITIES = ("near-optimal", "sub-optimal")
+from mtrl_bench_envs.card import QUALITIES  # defined once, where the datasets are
 
 
 @dataclass

@@ -105,6 +105,14 @@ def random_erk_masks(layout: MaskLayout, num_tasks: int, sparsity: float,
     return (torch.rand(probs.shape, generator=generator) < probs).float()
 
 
+def erk_initialised(strategy_cls: type) -> object:
+    """A MethodSpec strategy factory: `strategy_cls(config, masks)` starting from random ERK masks
+    at `config.sparsity` (HarmoDT's initialisation, shared by SoCo-DT)."""
+    def factory(config, layout: MaskLayout, num_tasks: int, generator: torch.Generator):
+        return strategy_cls(config, random_erk_masks(layout, num_tasks, config.sparsity, generator))
+    return factory
+
+
 def mask_diagnostics(masks: torch.Tensor, grads: torch.Tensor, top_fraction: float = 0.3
                      ) -> dict[str, list[float] | list[list[float]]]:
     """Per-task quantities logged for every masked method (paper Fig. 2 and DESIGN §4)."""

@@ -8,10 +8,8 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
-import os
 import platform
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -19,20 +17,13 @@ from typing import Any
 import torch
 
 from mtrl_bench.config import RunConfig
+from mtrl_bench_envs.card import atomic_write as write_atomically
 
 
 def atomic_write(path: Path, data: bytes | str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    payload = data.encode() if isinstance(data, str) else data
+    write_atomically(path, lambda f: f.write(payload))
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -129,14 +120,7 @@ class RunDir:
 
     # -- checkpoint ----------------------------------------------------------------------------
     def save_checkpoint(self, state: dict[str, Any]) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".checkpoint.", suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save(state, tmp)
-            os.replace(tmp, self.checkpoint_path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(self.checkpoint_path, lambda f: torch.save(state, f))
 
     def load_checkpoint(self) -> dict[str, Any] | None:
         if not self.checkpoint_path.exists():

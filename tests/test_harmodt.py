@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 import torch
 
-from mtrl_bench.masking import MaskLayout, UpdateContext
+from mtrl_bench.masking import MaskLayout, UpdateContext, erk_initialised
 from mtrl_bench_methods import harmodt, scores
 
 
@@ -22,7 +22,8 @@ def ctx(grads, step, total=1000, interval=1, params=None):
 def make(cfg_cls=harmodt.HarmoDTConfig, num_tasks=3, **overrides):
     layout = MaskLayout(("a", "b"), ((40, 50), (50, 40)))  # n = 4000
     cfg = cfg_cls(**overrides)
-    return harmodt._factory(cfg, layout, num_tasks, torch.Generator().manual_seed(0))
+    factory = erk_initialised(harmodt.HarmoDTStrategy)
+    return factory(cfg, layout, num_tasks, torch.Generator().manual_seed(0))
 
 
 def test_defaults_are_the_released_code_values():
