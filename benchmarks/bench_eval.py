@@ -61,19 +61,25 @@ def raw_loop(specs: list[list[tuple[str, int, int]]]) -> tuple[float, float]:
 
 
 def model_call_ms(model: PromptDT, data: OfflineData, episodes: int,
-                  amp_dtype: torch.dtype | None, reps: int = 5) -> float:
-    """Milliseconds of one evaluation-shaped model call (N, E, K) with its prompts."""
+                  amp_dtype: torch.dtype | None, reps: int = 5) -> dict[str, float]:
+    """Milliseconds of one evaluation-shaped model call (N, E, K): the full training forward
+    against what `evaluate` runs per step (`act` after the prompt was encoded once)."""
     prompt = data.eval_prompts(episodes)
     g, b, k = data.num_tasks, episodes, data.K
     seg = Segments(torch.zeros(g, b, k, 39), torch.zeros(g, b, k, 4), torch.zeros(g, b, k, 1),
                    torch.arange(k).expand(g, b, k), torch.ones(g, b, k, dtype=torch.bool))
     amp = torch.autocast("cpu", dtype=amp_dtype, enabled=amp_dtype is not None)
+    calls = {"full forward": lambda: model(seg, prompt),
+             "act, prompt cached": lambda cache=model.encode_prompt(prompt): model.act(seg, cache)}
+    times = {}
     with torch.inference_mode(), amp:
-        model(seg, prompt)
-        tic = time.perf_counter()
-        for _ in range(reps):
-            model(seg, prompt)
-    return (time.perf_counter() - tic) / reps * 1e3
+        for name, call in calls.items():
+            call()
+            tic = time.perf_counter()
+            for _ in range(reps):
+                call()
+            times[name] = (time.perf_counter() - tic) / reps * 1e3
+    return times
 
 
 def random_masks(model: PromptDT, n: int, density: float = 0.8) -> dict[str, torch.Tensor]:
@@ -124,8 +130,9 @@ def main() -> None:
 
     best = max(rows, key=lambda row: row[2])[1]  # the thread count that ran fastest above
     torch.set_num_threads(best)
-    calls = [[name, f"{model_call_ms(model, data, episodes, dt):.1f}"]
-             for name, dt in (("fp32", None), ("bf16 autocast", torch.bfloat16))]
+    calls = [[f"{call}, {name}", f"{ms:.1f}"]
+             for name, dt in (("fp32", None), ("bf16 autocast", torch.bfloat16))
+             for call, ms in model_call_ms(model, data, episodes, dt).items()]
     print(f"\none model call ({data.num_tasks}, {episodes}, K={data.K}), {best} thread(s)")
     print(tabulate(calls, ["", "ms"]))
 

@@ -100,11 +100,10 @@ def _rollout(model: nn.Module, data: OfflineData, envs: list[list], prompts: Seg
             rows, cols = (batch_index(active) if shrink
                           else (np.arange(n), np.tile(np.arange(e), (n, 1))))
             rows_t, cols_t = torch.from_numpy(rows).to(device), torch.from_numpy(cols).to(device)
-            batch = (rows, cols, _take(prompts, rows_t, cols_t),
-                     None if weights is None else {k: w[rows_t] for k, w in weights.items()})
-        rows, cols, prompt, w = batch
-        seg = hist.window(t, rows, cols).to(device)
-        out = model(seg, prompt, w)[:, :, -1]  # the prediction for the current state token
+            w = None if weights is None else {k: w[rows_t] for k, w in weights.items()}
+            batch = (rows, cols, model.encode_prompt(_take(prompts, rows_t, cols_t), w), w)
+        rows, cols, cache, w = batch
+        out = model.act(hist.window(t, rows, cols).to(device), cache, w)  # (G, B, A)
         actions[rows[:, None], cols] = out.float().clamp(-1.0, 1.0).cpu().numpy()
         hist.actions[:, :, hist.slot(t)] = actions
         reward = np.zeros((n, e))
@@ -138,7 +137,8 @@ def evaluate(model: PromptDT, data: OfflineData, suite: Suite, cfg: EvalConfig, 
              max_envs: int = MAX_ENVS, shrink: bool = True) -> dict:
     """Roll out `cfg.episodes_per_task` episodes of every task of `data`, batching the model.
 
-    model: a PromptDT, or any module with its call signature (e.g. `ScriptedExpert`).
+    model: a PromptDT, or any module with its `encode_prompt` and `act` (e.g. `ScriptedExpert`):
+    each prompt runs through the model once per batch, then one `act` call per env step.
     weights: per-task effective weights {name: (N, out, in)} in `data.tasks` order (masked
     methods); None runs the shared weights. max_envs caps the envs alive at once (episodes then
     run in waves; results do not depend on it). shrink=False keeps a static (N, E) batch when
@@ -194,7 +194,7 @@ def evaluate(model: PromptDT, data: OfflineData, suite: Suite, cfg: EvalConfig, 
 
 
 class ScriptedExpert(nn.Module):
-    """Meta-World's scripted policies behind PromptDT's call signature, to check the harness.
+    """Meta-World's scripted policies behind PromptDT's evaluation calls, to check the harness.
 
     `evaluate` hands row g of a model call the task's slice of every `weights` entry, so running
     it with `weights=expert.task_rows()` tells the expert which task each row is. States are
@@ -214,16 +214,16 @@ class ScriptedExpert(nn.Module):
     def task_rows(self) -> Weights:
         return {"task": torch.arange(len(self.policies))}
 
-    def forward(self, seg: Segments, prompt: Segments, weights: Weights | None = None
-                ) -> torch.Tensor:
+    def encode_prompt(self, prompt: Segments, weights: Weights | None = None):
+        return None if self.inner is None else self.inner.encode_prompt(prompt, None)
+
+    def act(self, seg: Segments, cache, weights: Weights | None = None) -> torch.Tensor:
         if self.inner is not None:
-            self.inner(seg, prompt, None)
+            self.inner.act(seg, cache, None)
         if not weights or "task" not in weights:
             raise ValueError("run ScriptedExpert with weights=expert.task_rows()")
         task = weights["task"]  # (G,)
         obs = seg.states[:, :, -1].double() * self.std[task, None] + self.mean[task, None]
         act = [[self.policies[k].get_action(o) for o in row]
                for k, row in zip(task.tolist(), obs.cpu().numpy())]
-        out = seg.actions.new_zeros(seg.actions.shape)  # (G, B, K, A)
-        out[:, :, -1] = torch.as_tensor(np.array(act), dtype=out.dtype)
-        return out
+        return torch.as_tensor(np.array(act), dtype=seg.actions.dtype)  # (G, B, A)

@@ -13,6 +13,7 @@ single forward/backward pass yields every task's gradient w.r.t. its own effecti
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +55,8 @@ class MaskableLinear(nn.Linear):
 
 
 class Block(nn.Module):
+    """A pre-LN transformer block, split in two so callers can keep and reuse keys/values."""
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         c = cfg.embed_dim
@@ -64,18 +67,43 @@ class Block(nn.Module):
         self.dropout = cfg.dropout
         self.resid_drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor, weights: Weights | None
-                ) -> torch.Tensor:
-        g, b, t, c = x.shape  # (G, B, T, C)
-        q, k, v = self.c_attn(self.ln_1(x), weights).split(c, dim=-1)
-        heads = [z.reshape(g * b, t, self.n_head, c // self.n_head).transpose(1, 2)
-                 for z in (q, k, v)]  # (G*B, H, T, C/H)
-        y = F.scaled_dot_product_attention(*heads, attn_mask=attn_mask,
+    def qkv(self, x: torch.Tensor, weights: Weights | None) -> list[torch.Tensor]:
+        """Queries, keys, values of tokens x (G, B, T, C), each (G*B, H, T, C/H)."""
+        g, b, t, c = x.shape
+        return [z.reshape(g * b, t, self.n_head, c // self.n_head).transpose(1, 2)
+                for z in self.c_attn(self.ln_1(x), weights).split(c, dim=-1)]
+
+    def attend(self, x: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               attn_mask: torch.Tensor, weights: Weights | None) -> torch.Tensor:
+        """The rest of the block for the tokens x (G, B, Tq, C) whose queries are q."""
+        g, b, t, c = x.shape
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
                                            dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).reshape(g, b, t, c)
         x = x + self.resid_drop(self.attn_proj(y, weights))
         h = F.relu(self.c_fc(self.ln_2(x), weights))
         return x + self.resid_drop(self.mlp_proj(h, weights))
+
+
+class PromptCache(NamedTuple):
+    """A prompt run through the blocks: its keys and values per block, and which are valid."""
+
+    kv: list[tuple[torch.Tensor, torch.Tensor]]  # per block, each (G*B, H, 3P, C/H)
+    valid: torch.Tensor  # (G*B, 1, 1, 3P) bool
+
+
+def attention_mask(valid: torch.Tensor, past_valid: torch.Tensor | None = None) -> torch.Tensor:
+    """(G*B, 1, T, Tp+T): token i sees the valid earlier tokens, the valid past, and itself.
+
+    valid: (G*B, T) bool; past_valid: (G*B, 1, 1, Tp) for tokens before these (the prompt).
+    A padded query also sees itself, so no attention row is empty (SDPA would give NaN).
+    """
+    n = valid.shape[-1]
+    causal = torch.ones(n, n, dtype=torch.bool, device=valid.device).tril()
+    own = (causal & valid[:, None, None, :]) | torch.eye(n, dtype=torch.bool, device=valid.device)
+    if past_valid is None:
+        return own
+    return torch.cat([past_valid.expand(-1, -1, n, -1), own], dim=-1)
 
 
 class PromptDT(nn.Module):
@@ -119,23 +147,52 @@ class PromptDT(nn.Module):
         g, b, t = seg.mask.shape
         return toks.reshape(g, b, 3 * t, -1)  # (G, B, 3T, C)
 
+    def encode_prompt(self, prompt: Segments, weights: Weights | None = None) -> PromptCache:
+        """Run the prompt through the blocks once. It attends only to itself (it comes first),
+        so its keys and values serve every window that follows it."""
+        g, b, _ = prompt.mask.shape
+        x = self.embed_drop(self._tokens(prompt, True))  # (G, B, 3P, C)
+        valid = prompt.mask.repeat_interleave(3, dim=2).reshape(g * b, -1)
+        mask = attention_mask(valid)
+        kv = []
+        for i, block in enumerate(self.blocks):
+            q, k, v = block.qkv(x, weights)
+            kv.append((k, v))
+            if i + 1 < len(self.blocks):  # the prompt's own outputs are never read
+                x = block.attend(x, q, k, v, mask, weights)
+        return PromptCache(kv, valid[:, None, None, :])
+
+    def decode(self, seg: Segments, cache: PromptCache, weights: Weights | None = None,
+               last_only: bool = False) -> torch.Tensor:
+        """Predicted actions (G, B, T, A) for the state tokens of `seg`, after a cached prompt.
+
+        last_only: predict only the last state token's action, (G, B, 1, A): the action token
+        after it is dropped and the last block runs its query, MLP and head for that token alone.
+        """
+        g, b, t = seg.mask.shape
+        x = self.embed_drop(self.embed_ln(self._tokens(seg, False)))  # (G, B, 3T, C)
+        valid = seg.mask.repeat_interleave(3, dim=2).reshape(g * b, -1)
+        if last_only:
+            x, valid = x[:, :, :-1], valid[:, :-1]
+        mask = attention_mask(valid, cache.valid)
+        for i, (block, (pk, pv)) in enumerate(zip(self.blocks, cache.kv, strict=True)):
+            q, k, v = block.qkv(x, weights)
+            k, v = torch.cat([pk, k], dim=2), torch.cat([pv, v], dim=2)
+            if last_only and i + 1 == len(self.blocks):
+                x, q, mask = x[:, :, -1:], q[:, :, -1:], mask[:, :, -1:]
+            x = block.attend(x, q, k, v, mask, weights)
+        state_tokens = x[:, :, -1:] if last_only else x[:, :, 1::3]
+        return self.predict_action(self.ln_f(state_tokens))
+
     def forward(self, seg: Segments, prompt: Segments, weights: Weights | None = None
                 ) -> torch.Tensor:
-        """Predicted actions (G, B, T, A) for every state token of `seg`."""
-        g, b, t = seg.mask.shape
-        x = torch.cat([self._tokens(prompt, True), self.embed_ln(self._tokens(seg, False))], 2)
-        x = self.embed_drop(x)  # (G, B, 3P+3T, C)
-        valid = torch.cat([prompt.mask, seg.mask], dim=2).repeat_interleave(3, dim=2)
-        n = valid.shape[-1]
-        causal = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
-        # padded queries also see themselves, so no attention row is empty (SDPA would give NaN)
-        attn_mask = (causal & valid.reshape(g * b, 1, 1, n)) | torch.eye(
-            n, dtype=torch.bool, device=x.device)
-        for block in self.blocks:
-            x = block(x, attn_mask, weights)
-        x = self.ln_f(x)
-        state_tokens = x[:, :, 3 * prompt.mask.shape[2] + 1 :: 3]  # (G, B, T, C)
-        return self.predict_action(state_tokens)
+        """Predicted actions (G, B, T, A) for every state token of `seg` (training)."""
+        return self.decode(seg, self.encode_prompt(prompt, weights), weights)
+
+    def act(self, seg: Segments, cache: PromptCache, weights: Weights | None = None
+            ) -> torch.Tensor:
+        """The action (G, B, A) for the last state of each window (evaluation)."""
+        return self.decode(seg, cache, weights, last_only=True)[:, :, 0]
 
 
 def per_task_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -136,7 +136,10 @@ def test_per_task_weights_reach_their_own_task(shared, model, data):
         masked = w.detach() * (torch.rand_like(w) < 0.5)
         weights[name] = torch.stack([w.detach(), masked])
     result = _run(model, data, early_stop=False, weights=weights)
-    assert result["tasks"][TASKS[0]] == shared["tasks"][TASKS[0]]
+    own, ref = result["tasks"][TASKS[0]], shared["tasks"][TASKS[0]]
+    # baddbmm (per-task) and linear (shared) round differently in the last bits
+    assert own["successes"] == ref["successes"]
+    assert own["returns"] == pytest.approx(ref["returns"], rel=1e-5)
     assert result["tasks"][TASKS[1]]["returns"] != shared["tasks"][TASKS[1]]["returns"]
     with pytest.raises(ValueError, match="leading task axis"):
         _run(model, data, early_stop=False, weights={k: w[:1] for k, w in weights.items()})

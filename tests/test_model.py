@@ -1,0 +1,58 @@
+"""The Prompt-DT model: the evaluation fast path agrees with the training forward."""
+import pytest
+import torch
+
+from mtrl_bench.config import ModelConfig
+from mtrl_bench.model import PromptDT, Segments
+
+G, B, T, P, S, A = 3, 4, 5, 2, 39, 4
+
+
+def segments(length: int, pad: int, gen: torch.Generator) -> Segments:
+    """Random windows whose first `pad` steps are left padding (zeros, mask False)."""
+    mask = torch.ones(G, B, length, dtype=torch.bool)
+    mask[:, :, :pad] = False
+    return Segments(torch.randn(G, B, length, S, generator=gen) * mask[..., None],
+                    torch.rand(G, B, length, A, generator=gen) * mask[..., None],
+                    torch.randn(G, B, length, 1, generator=gen),
+                    torch.randint(0, 500, (G, B, length), generator=gen), mask)
+
+
+@pytest.fixture
+def model() -> PromptDT:
+    torch.manual_seed(0)
+    return PromptDT(ModelConfig(embed_dim=32, n_layer=2, n_head=2, context_len=T,
+                                prompt_len=P), S, A).eval()
+
+
+def task_weights(model: PromptDT, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    return {k: w.detach() * (torch.rand(G, *w.shape, generator=gen) < 0.8)
+            for k, w in model.maskable_parameters().items()}
+
+
+@pytest.mark.parametrize("pad", [0, 3])
+@pytest.mark.parametrize("masked", [False, True])
+def test_act_with_a_cached_prompt_equals_the_full_forward(model, pad, masked):
+    gen = torch.Generator().manual_seed(1)
+    seg, prompt = segments(T, pad, gen), segments(P, 1, gen)
+    weights = task_weights(model, gen) if masked else None
+    with torch.no_grad():
+        full = model(seg, prompt, weights)[:, :, -1]
+        fast = model.act(seg, model.encode_prompt(prompt, weights), weights)
+    assert fast.shape == (G, B, A)
+    torch.testing.assert_close(fast, full, rtol=0, atol=1e-6)
+
+
+def test_predictions_ignore_the_future_and_the_padding(model):
+    gen = torch.Generator().manual_seed(2)
+    seg, prompt = segments(T, 2, gen), segments(P, 0, gen)
+    with torch.no_grad():
+        before = model(seg, prompt)
+        seg.actions[:, :, -1] += 1.0  # the last action comes after every state token
+        seg.states[:, :, -1] += 1.0  # the last state only reaches the last prediction
+        seg.states[:, :, :2] += 5.0  # padding is masked out
+        seg.rtg[:, :, :2] -= 5.0
+        after = model(seg, prompt)
+    # positions 2..T-2: valid, before the last state (padded positions predict nothing used)
+    torch.testing.assert_close(after[:, :, 2:-1], before[:, :, 2:-1], rtol=0, atol=1e-6)
+    assert (after[:, :, -1] - before[:, :, -1]).abs().max() > 1e-3
