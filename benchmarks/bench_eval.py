@@ -69,10 +69,11 @@ def model_call_ms(model: PromptDT, data: OfflineData, episodes: int,
     seg = Segments(torch.zeros(g, b, k, 39), torch.zeros(g, b, k, 4), torch.zeros(g, b, k, 1),
                    torch.arange(k).expand(g, b, k), torch.ones(g, b, k, dtype=torch.bool))
     amp = torch.autocast("cpu", dtype=amp_dtype, enabled=amp_dtype is not None)
-    calls = {"full forward": lambda: model(seg, prompt),
-             "act, prompt cached": lambda cache=model.encode_prompt(prompt): model.act(seg, cache)}
     times = {}
     with torch.inference_mode(), amp:
+        cache = model.encode_prompt(prompt)
+        calls = {"full forward": lambda: model(seg, prompt),
+                 "act, prompt cached": lambda: model.act(seg, cache)}
         for name, call in calls.items():
             call()
             tic = time.perf_counter()
