@@ -29,6 +29,10 @@ class DataConfig:
     data_seed: int = 0  # dataset generation seed (independent of the training seed)
     rtg_scale: float = 1000.0  # returns-to-go are divided by this (reference code)
     prompt_pool: int = 5  # training prompts come from the task's top-k return episodes
+    # Training windows: "start" = a uniform first step, as the reference code (an episode's
+    # first steps then sit only in windows starting at 0); "end" = a uniform last step, padded
+    # on the left before step K-1 exactly as evaluation's windows are.
+    windows: str = "start"
 
 
 @dataclass

@@ -9,6 +9,8 @@ import torch
 from mtrl_bench.config import DataConfig, ModelConfig
 from mtrl_bench.model import Segments
 
+WINDOWS = ("start", "end")  # where training windows are placed: see DataConfig.windows
+
 
 class OfflineData:
     """Per-task episodes held as arrays; one `sample` draws `batch` windows from every task.
@@ -21,6 +23,10 @@ class OfflineData:
         self.tasks = [d.task for d in datasets]
         self.K, self.P = model_cfg.context_len, model_cfg.prompt_len
         self.scale = data_cfg.rtg_scale
+        if data_cfg.windows not in WINDOWS:
+            raise ValueError(f"data.windows must be one of {', '.join(WINDOWS)}; "
+                             f"got {data_cfg.windows!r}")
+        self.windows = data_cfg.windows
         self.states, self.actions, self.rtg = [], [], []
         self.state_mean, self.state_std, self.best_return, self.prompt_pool = [], [], [], []
         for d in datasets:
@@ -41,21 +47,32 @@ class OfflineData:
     def num_tasks(self) -> int:
         return len(self.tasks)
 
-    def _windows(self, i: int, episodes: np.ndarray, starts: np.ndarray, length: int
-                 ) -> tuple[np.ndarray, ...]:
-        """Windows [start, start+length) of task i, left-padded where they run past the end."""
-        valid_len = np.minimum(length, self.horizon - starts)  # (B,)
+    def _windows(self, i: int, episodes: np.ndarray, first: np.ndarray, valid_len: np.ndarray,
+                 length: int) -> tuple[np.ndarray, ...]:
+        """Windows of task i holding steps [first, first+valid_len), left-padded to `length`."""
         pos = np.arange(length)
         mask = pos[None, :] >= (length - valid_len)[:, None]  # (B, L) padding sits on the left
-        steps = np.where(mask, starts[:, None] + pos[None, :] - (length - valid_len)[:, None], 0)
+        steps = np.where(mask, first[:, None] + pos[None, :] - (length - valid_len)[:, None], 0)
         ep = episodes[:, None]
         m = mask[..., None]
         return (self.states[i][ep, steps] * m, self.actions[i][ep, steps] * m,
                 (self.rtg[i][ep, steps] * mask)[..., None], steps * mask, mask)
 
+    def _segments(self, i: int, episodes: np.ndarray, rng: np.random.Generator
+                  ) -> tuple[np.ndarray, ...]:
+        """K-step training windows of the given episodes of task i, placed per `self.windows`."""
+        K, size = self.K, len(episodes)
+        if self.windows == "start":  # reference: start ~ U[0, T), runs past the end padded
+            first = rng.integers(self.horizon, size=size)
+            return self._windows(i, episodes, first, np.minimum(K, self.horizon - first), K)
+        last = rng.integers(self.horizon, size=size)  # "end": the windows evaluation builds
+        return self._windows(i, episodes, np.maximum(last - K + 1, 0), np.minimum(K, last + 1), K)
+
     def _prompt(self, i: int, episodes: np.ndarray) -> tuple[np.ndarray, ...]:
         """The last P steps of the given episodes of task i (Prompt-DT's trajectory prompt)."""
-        return self._windows(i, episodes, np.full(len(episodes), self.horizon - self.P), self.P)
+        n = len(episodes)
+        return self._windows(i, episodes, np.full(n, self.horizon - self.P), np.full(n, self.P),
+                             self.P)
 
     @staticmethod
     def _stack(parts: list[tuple[np.ndarray, ...]]) -> Segments:
@@ -68,9 +85,7 @@ class OfflineData:
         segs, prompts = [], []
         for i in range(self.num_tasks):
             n_ep = self.states[i].shape[0]
-            episodes = rng.integers(n_ep, size=batch)
-            starts = rng.integers(self.horizon, size=batch)  # reference: randint(0, T-1)
-            segs.append(self._windows(i, episodes, starts, self.K))
+            segs.append(self._segments(i, rng.integers(n_ep, size=batch), rng))
             prompts.append(self._prompt(i, rng.choice(self.prompt_pool[i], size=batch)))
         return self._stack(segs), self._stack(prompts)
 

@@ -52,6 +52,14 @@ def _scripted_dataset(task: str, episodes: int = 2, steps: int = 30) -> SimpleNa
     return SimpleNamespace(task=task, **{k: np.array(v, dtypes[k]) for k, v in fields.items()})
 
 
+def _fixed_dataset(horizon: int) -> SimpleNamespace:
+    """One task, one episode of zeros: for where windows fall, not what they hold."""
+    return SimpleNamespace(task=TASKS[0], observations=np.zeros((1, horizon, 39), np.float32),
+                           actions=np.zeros((1, horizon, 4), np.float32),
+                           rewards=np.ones((1, horizon), np.float32),
+                           successes=np.zeros((1, horizon), bool))
+
+
 @pytest.fixture(scope="module")
 def data() -> OfflineData:
     return OfflineData([_scripted_dataset(t) for t in TASKS], DataConfig(), TINY)
@@ -111,12 +119,28 @@ def test_window_matches_a_hand_built_window(data):
         np.testing.assert_array_equal(win.rtg[0, 0, :, 0], want_rtg)
         np.testing.assert_array_equal(win.timesteps[0, 0], np.r_[np.zeros(pad), steps])
         np.testing.assert_array_equal(win.mask[0, 0], np.arange(K) >= pad)
-        if t >= K - 1:  # a full window is exactly the training window over the same steps
-            train = data._windows(0, np.array([ep]), np.array([t - K + 1]), K)
-            got = (win.states, win.rtg, win.timesteps, win.mask)
-            for field, want in zip(got, train[:1] + train[2:]):  # train[1]: actions, incl. a_t
-                np.testing.assert_array_equal(field[0], want)
+        # the training window over the same steps ("end" windows pad the first steps alike)
+        train = data._windows(0, np.array([ep]), np.array([steps[0]]), np.array([len(steps)]), K)
+        got = (win.states, win.rtg, win.timesteps, win.mask)
+        for field, want in zip(got, train[:1] + train[2:]):  # train[1]: actions, incl. a_t
+            np.testing.assert_array_equal(field[0], want)
         hist.actions[0, 1, hist.slot(t)] = actions[t]
+
+
+@pytest.mark.parametrize(("windows", "expected"), [("start", 1), ("end", 5)])
+def test_training_windows_reach_the_first_steps_as_configured(windows, expected):
+    """How often step 0 is in a sampled window: 1/T of windows ("start"), K/T ("end")."""
+    data = OfflineData([_fixed_dataset(horizon=50)], DataConfig(windows=windows), TINY)
+    seg, _ = data.sample(np.random.default_rng(0), 20_000)
+    has_first = ((seg.timesteps == 0) & seg.mask).any(-1).float().mean().item()
+    assert has_first == pytest.approx(expected / 50, rel=0.15)
+    valid = seg.timesteps[seg.mask.all(-1)]  # unpadded windows are K consecutive steps
+    assert (valid.diff(dim=-1) == 1).all()
+
+
+def test_unknown_window_placement_is_refused():
+    with pytest.raises(ValueError, match="data.windows must be one of start, end"):
+        OfflineData([_fixed_dataset(horizon=50)], DataConfig(windows="middle"), TINY)
 
 
 def test_batch_index_covers_each_active_env_once():
