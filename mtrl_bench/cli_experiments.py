@@ -69,15 +69,15 @@ def _report(experiment_dir: Path, reference: str, out: Path | None = None,
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from mtrl_bench import harness
+    from mtrl_bench import grid, harness
     from mtrl_bench.cli import _overrides  # the one parser of --set pairs
 
-    exp = harness.with_overrides(harness.load_experiment(args.experiment), args.profile,
+    exp = grid.with_overrides(grid.load_experiment(args.experiment), args.profile,
                                  _overrides(args.set))
     out = (args.out or RESULTS_ROOT / exp.name).resolve()
     # grid.json lists the whole grid, so a report after --only-method says what is still missing
-    harness.write_grid(exp, harness.expand(exp, out / "runs", device=args.device), out)
-    runs = harness.expand(exp, out / "runs", only_methods=args.only_method, device=args.device)
+    grid.write_grid(exp, grid.expand(exp, out / "runs", device=args.device), out)
+    runs = grid.expand(exp, out / "runs", only_methods=args.only_method, device=args.device)
     print(f"experiment '{exp.name}' ({exp.source}): {len(runs)} runs -> {out}"
           + (f"\n  {exp.description}" if exp.description else ""))
     t0 = time.time()
@@ -140,7 +140,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                        "resuming interrupted ones), then write the results table, the report "
                        "and the plots into the experiment directory.")
     p.add_argument("experiment", nargs="?", default=DEFAULT_EXPERIMENT,
-                   help="a built-in experiment (quick, table1-4, fig5) or a .toml file "
+                   help="a built-in experiment (quick, methods, table1-4, fig5) or a .toml file "
                    f"(default: {DEFAULT_EXPERIMENT})")
     p.add_argument("--workers", type=int,
                    help="runs at a time, each with cores // workers torch threads (default: one "

@@ -292,7 +292,7 @@ def plot_experiment(experiment_dir: str | Path, df: pd.DataFrame,
                     out_dir: str | Path | None = None, seed: int = 0) -> list[Path]:
     """Every plot of an experiment: curves, profiles, sweeps (if any), and the mask diagnostics
     of the lowest seed of each masked method in each cell."""
-    from mtrl_bench.harness import read_grid
+    from mtrl_bench.grid import read_grid
     from mtrl_bench.results import mask_diagnostics, runs_folder, training_curves
 
     experiment_dir = Path(experiment_dir)

@@ -48,7 +48,7 @@ def _is_run(path: Path) -> bool:
 
 def _entries(experiment_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """The runs to tabulate: the grid's (grid.json) when there is one, else every run folder."""
-    from mtrl_bench.harness import read_grid
+    from mtrl_bench.grid import read_grid
 
     folder = runs_folder(experiment_dir)
     on_disk = {p.name for p in folder.iterdir() if _is_run(p)} if folder.is_dir() else set()

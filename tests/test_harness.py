@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from mtrl_bench import harness
+from mtrl_bench import grid, harness
 from mtrl_bench.config import RunConfig
+from mtrl_bench.runlock import RunLock
 from mtrl_bench.runs import RunDir, read_json
 
 # A tiny real grid: two methods, and an axis whose n_head=3 cannot split the 32-dim smoke
@@ -39,36 +40,37 @@ def write(tmp_path: Path, text: str, name: str = "grid.toml") -> Path:
     return path
 
 
-def expand_text(tmp_path: Path, text: str, **kw) -> list[harness.GridRun]:
-    exp = harness.load_experiment(write(tmp_path, text))
-    return harness.expand(exp, tmp_path / "runs", **kw)
+def expand_text(tmp_path: Path, text: str, **kw) -> list[grid.GridRun]:
+    exp = grid.load_experiment(write(tmp_path, text))
+    return grid.expand(exp, tmp_path / "runs", **kw)
 
 
 # --------------------------------------------------------------------------- grid files
 
 def test_builtin_experiments_expand(tmp_path):
-    names = harness.builtin_experiments()
+    names = grid.builtin_experiments()
     assert {"quick", "table1", "table2", "table3", "table4", "fig5"} <= set(names)
-    sizes = {n: len(harness.expand(harness.load_experiment(n), tmp_path)) for n in names}
+    sizes = {n: len(grid.expand(grid.load_experiment(n), tmp_path)) for n in names}
     assert sizes["quick"] == 6 and sizes["table1"] == 5 * 3 * 2 * 3 and sizes["table2"] == 30
     assert sizes["table3"] == 2 * 2 * 2 * 3 and sizes["table4"] == 4 * 2 * 3
+    assert sizes["methods"] == 8
 
 
 def test_table3_pairs_task_combination_with_seed(tmp_path):
-    runs = harness.expand(harness.load_experiment("table3"), tmp_path)
+    runs = grid.expand(grid.load_experiment("table3"), tmp_path)
     pairs = {(r.suite, r.seed) for r in runs}
     assert ("random5-2", 2) in pairs and ("random5-0", 2) not in pairs
     assert {r.suite_label for r in runs} == {"random5", "random30"}
 
 
 def test_table4_runs_full_episodes(tmp_path):
-    runs = harness.expand(harness.load_experiment("table4"), tmp_path)
+    runs = grid.expand(grid.load_experiment("table4"), tmp_path)
     assert all(r.config["eval"]["early_stop"] is False for r in runs)
 
 
 def test_fig5_sweeps_share_the_default_run(tmp_path):
-    exp = harness.load_experiment("fig5")
-    runs = harness.expand(exp, tmp_path)
+    exp = grid.load_experiment("fig5")
+    runs = grid.expand(exp, tmp_path)
     points = sum(len(s.points()) for s in exp.sweeps)
     default = [r for r in runs if r.label == "socodt"]
     # every sweep that includes the default value shares one run per seed
@@ -131,22 +133,22 @@ def test_bad_grids_are_refused_before_anything_runs(tmp_path, text, needle):
 def test_malformed_toml_names_file_and_line(tmp_path):
     path = write(tmp_path, 'methods = ["socodt"]\nsuites = ["mt5"\nseeds = [0]\n', "bad.toml")
     with pytest.raises(ValueError, match=r"bad\.toml: malformed TOML: .*line 3"):
-        harness.load_experiment(path)
+        grid.load_experiment(path)
 
 
 def test_unknown_experiment_suggests(tmp_path):
     with pytest.raises(ValueError, match="Did you mean 'quick'"):
-        harness.load_experiment("quik")
+        grid.load_experiment("quik")
     with pytest.raises(FileNotFoundError, match="nope.toml"):
-        harness.load_experiment(tmp_path / "nope.toml")
+        grid.load_experiment(tmp_path / "nope.toml")
 
 
 def test_only_method_filters_and_checks(tmp_path):
-    exp = harness.load_experiment("quick")
-    assert {r.method for r in harness.expand(exp, tmp_path, only_methods=["socodt"])} == {
+    exp = grid.load_experiment("quick")
+    assert {r.method for r in grid.expand(exp, tmp_path, only_methods=["socodt"])} == {
         "socodt"}
     with pytest.raises(ValueError, match="Did you mean 'socodt'"):
-        harness.expand(exp, tmp_path, only_methods=["socodtt"])
+        grid.expand(exp, tmp_path, only_methods=["socodtt"])
 
 
 # --------------------------------------------------------------------------- the lock
@@ -154,7 +156,7 @@ def test_only_method_filters_and_checks(tmp_path):
 HOLD = """
 import sys, time
 from pathlib import Path
-from mtrl_bench.harness import RunLock
+from mtrl_bench.runlock import RunLock
 lock = RunLock(Path(sys.argv[1]))
 assert lock.acquire()
 print("held", flush=True)
@@ -180,7 +182,7 @@ def dead_pid() -> int:
 
 
 def test_lock_is_exclusive_and_released(tmp_path):
-    a, b = harness.RunLock(tmp_path / "r"), harness.RunLock(tmp_path / "r")
+    a, b = RunLock(tmp_path / "r"), RunLock(tmp_path / "r")
     assert a.acquire() and not b.acquire()
     a.release()
     assert b.acquire() and not a.acquire()
@@ -190,7 +192,7 @@ def test_lock_is_exclusive_and_released(tmp_path):
 
 def test_lock_held_by_a_live_process_is_respected(holder):
     path, proc = holder
-    lock = harness.RunLock(path)
+    lock = RunLock(path)
     assert lock.is_held() and not lock.acquire()
     assert lock.holder()["pid"] == proc.pid
     task = harness.RunTask("held", str(path), RunConfig().to_dict(), None, 1)
@@ -204,13 +206,13 @@ def test_stale_lock_of_a_dead_pid_is_taken_over(tmp_path):
     path.mkdir()
     stale = {"pid": dead_pid(), "host": socket.gethostname(), "start": None, "token": "old"}
     (path / "LOCK").write_text(json.dumps(stale))
-    lock = harness.RunLock(path)
+    lock = RunLock(path)
     assert not lock.is_held() and lock.acquire()
     assert lock.holder()["token"] == lock.info["token"]
     # a lock from another host is never broken: its pid cannot be checked from here
     lock.release()
     (path / "LOCK").write_text(json.dumps({**stale, "host": "elsewhere"}))
-    assert harness.RunLock(path).is_held() and not harness.RunLock(path).acquire()
+    assert RunLock(path).is_held() and not RunLock(path).acquire()
 
 
 def test_lock_of_a_reused_pid_is_stale(tmp_path):
@@ -219,7 +221,7 @@ def test_lock_of_a_reused_pid_is_stale(tmp_path):
     # our own pid is alive, but with another start time it is a different process
     info = {"pid": os.getpid(), "host": socket.gethostname(), "start": "1", "token": "x"}
     (path / "LOCK").write_text(json.dumps(info))
-    assert harness.RunLock(path).acquire()
+    assert RunLock(path).acquire()
 
 
 # --------------------------------------------------------------------------- real runs
@@ -231,9 +233,9 @@ def grid_run(smoke_data, tmp_path_factory):
     from mtrl_bench.api import run_training
 
     out = tmp_path_factory.mktemp("experiment")
-    exp = harness.load_experiment(write(out, GRID))
-    runs = harness.expand(exp, out / "runs")
-    harness.write_grid(exp, runs, out)
+    exp = grid.load_experiment(write(out, GRID))
+    runs = grid.expand(exp, out / "runs")
+    grid.write_grid(exp, runs, out)
     by = {(r.method, r.config["model"]["n_head"]): r for r in runs}
     # An interrupted run, as a killed harness leaves it: a checkpoint at step 4, metrics up to
     # step 5, status "running" and the lock of a dead process.
@@ -282,7 +284,7 @@ def test_finished_runs_are_not_trained_again(grid_run, smoke_data):
     out, by, _, _ = grid_run
     done = [RunDir(out / "runs" / by[m, 2].name) for m in ("prompt-dt", "socodt")]
     before = [_stamp(r) for r in done]
-    runs = harness.expand(harness.load_experiment(out / "grid.toml"), out / "runs")
+    runs = grid.expand(grid.load_experiment(out / "grid.toml"), out / "runs")
     finished = [r for r in runs if r.name in {d.path.name for d in done}]
     summaries = harness.run_grid(finished, out / "runs", workers=1, threads=1,
                                  data_dir=smoke_data, progress=False)
@@ -307,9 +309,9 @@ def test_locked_run_is_left_to_its_holder(grid_run, smoke_data, holder):
 CONCURRENT = """
 import json, sys
 from pathlib import Path
-from mtrl_bench import harness
-exp = harness.load_experiment(Path(sys.argv[1]))
-runs = harness.expand(exp, Path(sys.argv[2]))
+from mtrl_bench import grid, harness
+exp = grid.load_experiment(Path(sys.argv[1]))
+runs = grid.expand(exp, Path(sys.argv[2]))
 print(json.dumps(harness.run_grid(runs, Path(sys.argv[2]), workers=1, threads=1,
                                   data_dir=Path(sys.argv[3]), progress=False)))
 """

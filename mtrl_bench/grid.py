@@ -1,0 +1,343 @@
+"""Experiments: grid files (TOML) expanded into runs, each keyed by its resolved config.
+
+An *experiment* is a TOML file (built-ins in ``mtrl_bench/experiments/``; a user's own file works
+the same way)::
+
+    description = "one line"
+    methods = ["prompt-dt", "socodt"]
+    suites = ["mt5"]              # "random5-{seed}": the task combination follows the seed
+    qualities = ["sub-optimal"]
+    seeds = [0, 1, 2]
+    profile = "cpu"               # smoke | cpu | paper
+
+    [overrides]                   # `section.field` values for every run (config.py sections)
+    train.steps = 600
+    method.beta_scale = 0.01      # method.* applies to the methods that have the field
+
+    [[sweep]]                     # optional; each sweep adds its points to the grid
+    name = "alpha"
+    method.alpha = [5, 10, 20, 40]          # a list is an axis (cross product within a sweep)
+    "method.q1,method.q3" = [[0.01, 0.99]]  # coupled keys move together
+
+A list in ``[overrides]`` is an axis of every point. The grid is methods × suites × qualities ×
+seeds × points; identical resolved configs are one run (a run is keyed by its config hash, so the
+default point shared by several sweeps trains once). A run whose point changes a value of the
+base config is labelled ``method[field=value, ...]``; that label is the results table's method.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from mtrl_bench.runs import read_json, write_json
+
+SECTIONS = ("model", "data", "train", "eval", "method")
+GRID_KEYS = ("description", "methods", "suites", "qualities", "seeds", "profile", "overrides",
+             "sweep")
+SEED_FIELD = "{seed}"  # in a suite name: the suite is drawn with the run's training seed
+
+
+# --------------------------------------------------------------------------- experiments
+
+@dataclass(frozen=True)
+class Sweep:
+    """A set of override points: the cross product of its axes (coupled keys move together)."""
+
+    name: str
+    axes: dict[str, list[Any]]  # "train.steps" or "method.q1,method.q3" -> values
+
+    def points(self) -> list[dict[str, Any]]:
+        keys = list(self.axes)
+        out = []
+        for combo in itertools.product(*(self.axes[k] for k in keys)):
+            point: dict[str, Any] = {}
+            for key, value in zip(keys, combo):
+                parts = key.split(",")
+                point.update(zip(parts, value) if len(parts) > 1 else {key: value})
+            out.append(point)
+        return out
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    source: str  # the file it came from
+    text: str  # the TOML as written (copied into the experiment directory)
+    description: str
+    methods: tuple[str, ...]
+    suites: tuple[str, ...]
+    qualities: tuple[str, ...]
+    seeds: tuple[int, ...]
+    profile: str
+    overrides: dict[str, Any]  # scalar values only
+    axes: dict[str, list[Any]]  # list-valued [overrides]: axes of every point
+    sweeps: tuple[Sweep, ...]
+
+
+def builtin_experiments() -> list[str]:
+    folder = resources.files("mtrl_bench").joinpath("experiments")
+    return sorted(p.name.removesuffix(".toml") for p in folder.iterdir()
+                  if p.name.endswith(".toml"))
+
+
+def load_experiment(name_or_path: str | Path) -> Experiment:
+    """A built-in experiment by name, or a TOML file by path."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.is_file():
+        if not path.is_file():
+            raise FileNotFoundError(f"experiment file not found: {path}")
+        return parse_experiment(path.read_text(), str(path), path.stem)
+    names = builtin_experiments()
+    if str(name_or_path) not in names:
+        from mtrl_bench_envs.suites import unknown_name_message
+
+        raise ValueError(unknown_name_message("experiment", str(name_or_path), names)
+                         + " (or give the path of a .toml file)")
+    res = resources.files("mtrl_bench").joinpath(f"experiments/{name_or_path}.toml")
+    return parse_experiment(res.read_text(), f"mtrl_bench/experiments/{name_or_path}.toml",
+                            str(name_or_path))
+
+
+def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"train": {"steps": 1}} -> {"train.steps": 1}; a key "q1,q3" under "method" becomes
+    "method.q1,method.q3"."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        full = ",".join(prefix + part.strip() for part in key.split(","))
+        if isinstance(value, dict):
+            out.update(_flatten(value, full + "."))
+        else:
+            out[full] = value
+    return out
+
+
+def _check_axis(source: str, key: str, values: Any) -> list[Any]:
+    coupled = len(key.split(","))
+    if not isinstance(values, list) or not values:
+        raise ValueError(f"{source}: '{key}' must be a non-empty list of values")
+    if coupled > 1 and not all(isinstance(v, list) and len(v) == coupled for v in values):
+        raise ValueError(f"{source}: coupled keys '{key}' need a list of {coupled}-element lists")
+    return values
+
+
+def _check_key(source: str, key: str) -> None:
+    for part in key.split(","):
+        section, _, name = part.partition(".")
+        if section not in SECTIONS or not name:
+            raise ValueError(f"{source}: override '{part}' must look like section.field with "
+                             f"section in {', '.join(SECTIONS)}")
+
+
+def _names(source: str, data: dict[str, Any], key: str, kind: type) -> tuple[Any, ...]:
+    if key not in data:
+        raise ValueError(f"{source}: missing '{key}' (a list)")
+    values = data[key]
+    if isinstance(values, kind):
+        values = [values]
+    ok = isinstance(values, list) and values and all(
+        isinstance(v, kind) and not isinstance(v, bool) for v in values)
+    if not ok:
+        raise ValueError(f"{source}: '{key}' must be a non-empty list of {kind.__name__}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"{source}: '{key}' lists a value twice")
+    return tuple(values)
+
+
+def parse_experiment(text: str, source: str, name: str) -> Experiment:
+    """Parse and check the shape of an experiment; names are checked by `expand`."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{source}: malformed TOML: {exc}") from None  # names line and column
+    from mtrl_bench_envs.suites import unknown_name_message
+
+    for key in data:
+        if key not in GRID_KEYS:
+            raise ValueError(f"{source}: " + unknown_name_message("key", key, GRID_KEYS))
+    profile = data.get("profile", "cpu")
+    if not isinstance(profile, str):
+        raise ValueError(f"{source}: 'profile' must be a string")
+    raw = data.get("overrides", {})
+    if not isinstance(raw, dict):
+        raise ValueError(f"{source}: [overrides] must be a table")
+    overrides, axes = {}, {}
+    for key, value in _flatten(raw).items():
+        _check_key(source, key)
+        if isinstance(value, list) or "," in key:
+            axes[key] = _check_axis(source, key, value)
+        else:
+            overrides[key] = value
+    sweeps = []
+    raw_sweeps = data.get("sweep", [])
+    if not isinstance(raw_sweeps, list):
+        raise ValueError(f"{source}: sweeps are written [[sweep]] (an array of tables)")
+    for i, table in enumerate(raw_sweeps):
+        table = dict(table)
+        label = table.pop("name", None)
+        flat = _flatten(table)
+        if not flat:
+            raise ValueError(f"{source}: [[sweep]] number {i + 1} sets no field")
+        for key, value in flat.items():
+            _check_key(source, key)
+            flat[key] = _check_axis(source, key, value if isinstance(value, list) else [value])
+        parts = [part for key in flat for part in key.split(",")]
+        sweeps.append(Sweep(str(label or "+".join(parts)), flat))
+    return Experiment(
+        name=name, source=source, text=text, description=str(data.get("description", "")),
+        methods=_names(source, data, "methods", str), suites=_names(source, data, "suites", str),
+        qualities=_names(source, data, "qualities", str), seeds=_names(source, data, "seeds", int),
+        profile=profile, overrides=overrides, axes=axes, sweeps=tuple(sweeps))
+
+
+def with_overrides(exp: Experiment, profile: str | None = None,
+                   overrides: dict[str, Any] | None = None) -> Experiment:
+    """The experiment with a command line's --profile and --set applied on top (they win)."""
+    overrides = dict(overrides or {})
+    for key in overrides:
+        _check_key("--set", key)
+    return dataclasses.replace(
+        exp, profile=profile or exp.profile, overrides={**exp.overrides, **overrides},
+        axes={k: v for k, v in exp.axes.items() if k not in overrides})
+
+
+# --------------------------------------------------------------------------- grid expansion
+
+@dataclass
+class GridRun:
+    """One run of an experiment: what to train, where, and how it is labelled in results."""
+
+    name: str  # run directory name: {suite}__{method}__{quality}__s{seed}__{hash}
+    method: str
+    label: str  # method, or method[field=value, ...] for a sweep point off the base config
+    suite: str
+    suite_label: str  # the suite as tabulated: "random5" for the combinations "random5-{seed}"
+    quality: str
+    seed: int
+    config: dict[str, Any]
+    sweeps: list[dict[str, Any]] = field(default_factory=list)  # [{"name", "point"}]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _method_fields(method: str) -> set[str]:
+    from mtrl_bench.plugins import registry
+
+    return {f.name for f in dataclasses.fields(registry().method(method).spec.config_cls)}
+
+
+def _validate_names(exp: Experiment, methods: Sequence[str]) -> None:
+    """Every name of the grid, before anything is built or run (close-match suggestions)."""
+    from mtrl_bench.config import QUALITIES, load_profile
+    from mtrl_bench.plugins import registry
+    from mtrl_bench_envs.suites import get_suite, unknown_name_message
+
+    reg = registry()
+    for method in methods:
+        reg.method(method)  # KeyError with a suggestion
+    for suite in exp.suites:
+        get_suite(suite.replace(SEED_FIELD, str(exp.seeds[0])))
+    for quality in exp.qualities:
+        if quality not in QUALITIES:
+            raise ValueError(unknown_name_message("quality", quality, QUALITIES))
+    load_profile(exp.profile)
+    keys = {k for k in exp.overrides} | {p for k in exp.axes for p in k.split(",")}
+    keys |= {p for s in exp.sweeps for k in s.axes for p in k.split(",")}
+    method_fields = set().union(*(_method_fields(m) for m in methods))
+    for key in sorted(k for k in keys if k.startswith("method.")):
+        name = key.removeprefix("method.")
+        if name not in method_fields:
+            valid = sorted(method_fields) or ["(none: these methods have no fields)"]
+            raise ValueError(unknown_name_message("method field", name, valid)
+                             + f" (fields of {', '.join(methods)})")
+
+
+def _points(exp: Experiment) -> list[tuple[dict[str, Any], str | None]]:
+    """(overrides of a point, sweep name) for every point of the grid."""
+    base = Sweep("", exp.axes).points() if exp.axes else [{}]
+    if not exp.sweeps:
+        return [(p, None) for p in base]
+    return [({**b, **p}, s.name) for s in exp.sweeps for p in s.points() for b in base]
+
+
+def _label(method: str, point: dict[str, Any], base: dict[str, Any]) -> str:
+    """method[field=value, ...] over the point's fields whose value differs from the base."""
+    changed = []
+    for key, value in point.items():
+        section, _, name = key.partition(".")
+        current = (base["method_config"] if section == "method" else base[section]).get(name)
+        if current != value:
+            changed.append(f"{name if section == 'method' else key}={value}")
+    return f"{method}[{', '.join(changed)}]" if changed else method
+
+
+def expand(exp: Experiment, runs_root: Path, only_methods: Iterable[str] | None = None,
+           device: str = "auto") -> list[GridRun]:
+    """Validate the experiment and list its runs (deduplicated by resolved config)."""
+    from mtrl_bench.api import prepare_run
+    from mtrl_bench_envs.suites import unknown_name_message
+
+    try:
+        _validate_names(exp, exp.methods)  # the whole grid, whatever subset runs now
+    except (KeyError, ValueError) as exc:
+        msg = exc.args[0] if exc.args else str(exc)
+        raise ValueError(f"{exp.source}: {msg}") from None
+    methods = list(exp.methods)
+    if only_methods:
+        for name in only_methods:
+            if name not in methods:
+                raise ValueError("--only-method: " + unknown_name_message(
+                    f"method of experiment '{exp.name}'", name, methods))
+        methods = [m for m in methods if m in set(only_methods)]
+    fields_of = {m: _method_fields(m) for m in methods}
+    runs: dict[str, GridRun] = {}
+    base_cfg: dict[str, dict[str, Any]] = {}
+    grid = itertools.product(exp.seeds, exp.suites, exp.qualities, _points(exp), methods)
+    for seed, suite_name, quality, (point, sweep), method in grid:
+        # method.* fields apply to the methods that have them (e.g. socodt's alpha, not prompt-dt)
+        keep = {k: v for k, v in point.items()
+                if not k.startswith("method.") or k.removeprefix("method.") in fields_of[method]}
+        base = {k: v for k, v in exp.overrides.items()
+                if not k.startswith("method.") or k.removeprefix("method.") in fields_of[method]}
+        suite = suite_name.replace(SEED_FIELD, str(seed))
+        try:
+            cfg, run = prepare_run(method, suite, quality, seed, exp.profile, device,
+                                   {**base, **keep}, runs_root=runs_root)
+            if method not in base_cfg:
+                base_cfg[method] = prepare_run(method, suite, quality, seed, exp.profile, device,
+                                               base, runs_root=runs_root)[0].to_dict()
+        except (KeyError, ValueError) as exc:
+            msg = exc.args[0] if exc.args else str(exc)
+            raise ValueError(f"{exp.source}: {method} on {suite}: {msg}") from None
+        name = run.path.name
+        entry = runs.get(name)
+        if entry is None:
+            entry = runs[name] = GridRun(
+                name, method, _label(method, keep, base_cfg[method]), suite,
+                suite_name.replace("-" + SEED_FIELD, "").replace(SEED_FIELD, ""), quality, seed,
+                cfg.to_dict())
+        if sweep is not None:
+            entry.sweeps.append({"name": sweep, "point": keep})
+    return list(runs.values())
+
+
+def write_grid(exp: Experiment, runs: Sequence[GridRun], out: Path) -> None:
+    """experiment.toml (as written) and grid.json (every run, its label and sweeps)."""
+    from mtrl_bench.runs import atomic_write
+
+    atomic_write(out / "experiment.toml", exp.text)
+    write_json(out / "grid.json", {"experiment": exp.name, "source": exp.source,
+                                   "description": exp.description,
+                                   "runs": [r.to_dict() for r in runs]})
+
+
+def read_grid(experiment_dir: Path) -> dict[str, Any] | None:
+    path = Path(experiment_dir) / "grid.json"
+    return read_json(path) if path.exists() else None
