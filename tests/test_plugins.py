@@ -12,6 +12,7 @@ from pathlib import Path
 import pluggy
 import pytest
 
+import mtrl_bench
 from mtrl_bench.plugins import STRICT_ENV, MethodSpec, PluginError, Registry, hookimpl
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,3 +143,12 @@ def test_readme_shows_the_example_module_verbatim():
     module = (EXAMPLE / "mtrl_bench_gradsign.py").read_text()
     body = textwrap.dedent(module).strip().splitlines()
     assert all(line in readme for line in body if line.strip()), "README example is out of date"
+
+
+def test_the_cli_starts_without_importing_torch():
+    """`mtrl-bench --help` and `data ...` need no torch; the package's exports load lazily."""
+    code = ("import sys, mtrl_bench, mtrl_bench.cli; assert 'torch' not in sys.modules; "
+            "from mtrl_bench import MaskStrategy; assert 'torch' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        mtrl_bench.Nope  # noqa: B018
