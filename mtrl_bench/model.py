@@ -9,6 +9,11 @@ Task batching: inputs carry a leading task-group axis G. Given `weights`, a dict
 parameter name to a (G, out, in) tensor, every maskable linear layer runs group g with its own
 weight matrix through one `baddbmm`; attention runs on the flattened (G*B) batch. That is how a
 single forward/backward pass yields every task's gradient w.r.t. its own effective weights.
+
+The forward runs in two parts: `encode_prompt` (the prompt comes first and attends only to
+itself, so its keys/values do not depend on the window) and `decode`. Evaluation encodes each
+prompt once per batch of episodes and calls `act` every env step, whose last block works on the
+current state token alone.
 """
 from __future__ import annotations
 
@@ -169,7 +174,7 @@ class PromptDT(nn.Module):
         last_only: predict only the last state token's action, (G, B, 1, A): the action token
         after it is dropped and the last block runs its query, MLP and head for that token alone.
         """
-        g, b, t = seg.mask.shape
+        g, b, _ = seg.mask.shape
         x = self.embed_drop(self.embed_ln(self._tokens(seg, False)))  # (G, B, 3T, C)
         valid = seg.mask.repeat_interleave(3, dim=2).reshape(g * b, -1)
         if last_only:
