@@ -5,7 +5,7 @@ hits both alike); reported as samples/s and the masked/unmasked cost ratio, for 
 with the cpu-profile model. Also: achieved FLOP/s (counted by torch's FlopCounterMode) as a
 fraction of this machine's measured fp32 GEMM peak, and the bf16-autocast/fp32 cost ratio.
 
-    python benchmarks/bench_trainer.py [--tasks 5 50] [--repeats 5] [--steps 5]
+    python benchmarks/bench_trainer.py [--tasks 5 50] [--repeats 5] [--steps 5] [--threads N]
 """
 from __future__ import annotations
 
@@ -48,8 +48,9 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, nargs="+", default=[5, 50])
     ap.add_argument("--repeats", type=int, default=5, help="interleaved timing rounds")
     ap.add_argument("--steps", type=int, default=5, help="steps per timing round")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads")
     args = ap.parse_args()
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(args.threads)
     dev = torch.device("cpu")
     peak = gemm_peak()
     print(f"threads={torch.get_num_threads()}  fp32 GEMM peak {peak / 1e9:.1f} GFLOP/s")
