@@ -330,7 +330,7 @@ def _compare_one(cell: dict, metric: str, method: str, vals: np.ndarray, referen
         notes.append(f"exact-test floor p = {floor:.3g} with {len(vals)} vs {len(ref)} seeds")
     if min(len(vals), len(ref)) < needed:
         notes.append(f"too few seeds to mark (< {needed})")
-    if not exact:
+    if not exact and not math.isnan(p_perm):
         notes.append("permutation p from 9999 random resamples")
     row["note"] = "; ".join(notes)
     return row

@@ -136,6 +136,14 @@ def test_compare_marks_with_enough_seeds_and_notes_missing_reference():
         "harmodt-f", "note"] == "reference"
 
 
+def test_one_seed_a_side_gets_no_test_and_says_so():
+    out = stats.compare(results({"socodt": [[0.6]], "prompt-dt": [[0.4]]})).set_index("method")
+    row = out.loc["prompt-dt"]
+    assert np.isnan(row["p_welch"]) and np.isnan(row["p_perm"])
+    assert row["note"].startswith("fewer than 2 seeds on a side: no t-test")
+    assert "resamples" not in row["note"]  # no permutation test ran at all
+
+
 def test_iqm_by_hand():
     assert stats.iqm(np.arange(1, 9)) == pytest.approx(4.5)  # mean of 3, 4, 5, 6
     assert stats.iqm([[0, 1, 2, 3], [4, 5, 6, 100]]) == pytest.approx(3.5)  # pooled entries
