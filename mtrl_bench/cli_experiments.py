@@ -73,11 +73,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mtrl_bench.cli import _overrides  # the one parser of --set pairs
 
     exp = grid.with_overrides(grid.load_experiment(args.experiment), args.profile,
-                                 _overrides(args.set))
+                              _overrides(args.set))
     out = (args.out or RESULTS_ROOT / exp.name).resolve()
     # grid.json lists the whole grid, so a report after --only-method says what is still missing
-    grid.write_grid(exp, grid.expand(exp, out / "runs", device=args.device), out)
-    runs = grid.expand(exp, out / "runs", only_methods=args.only_method, device=args.device)
+    runs = grid.expand(exp, out / "runs", device=args.device)
+    grid.write_grid(exp, runs, out)
+    if args.only_method:  # expanded again to check the names (with suggestions)
+        runs = grid.expand(exp, out / "runs", only_methods=args.only_method, device=args.device)
     print(f"experiment '{exp.name}' ({exp.source}): {len(runs)} runs -> {out}"
           + (f"\n  {exp.description}" if exp.description else ""))
     t0 = time.time()
