@@ -102,6 +102,27 @@ def quality_stats(returns: np.ndarray, episode_success: np.ndarray) -> dict[str,
     return stats
 
 
+ALONG_BINS = 10  # the buffer's tenths, in collection order
+
+
+def along_buffer(returns: np.ndarray, episode_success: np.ndarray) -> dict[str, list[float]]:
+    """Success rate and mean return of each tenth of a task's buffer, first to last: how the
+    behaviour that filled it improved (sub-optimal is the first five tenths)."""
+    bins = np.array_split(np.arange(len(returns)), min(ALONG_BINS, len(returns)))
+    return {"success": [round(float(episode_success[b].mean()), 4) for b in bins],
+            "return": [round(float(returns[b].mean()), 1) for b in bins]}
+
+
+def along_table(card: Mapping[str, Any], fmt: str = "simple") -> str:
+    """Success % per tenth of the buffer, one row per task (cards made before it: nothing)."""
+    rows = [[task] + [100 * x for x in entry["along"]["success"]]
+            for task, entry in card["tasks"].items() if "along" in entry]
+    if not rows:
+        return ""
+    headers = ["success % by buffer tenth"] + [f"{i + 1}" for i in range(len(rows[0]) - 1)]
+    return tabulate(rows, headers, tablefmt=fmt, floatfmt=".0f")
+
+
 def read_card(directory: Path) -> dict[str, Any]:
     path = Path(directory) / CARD_JSON
     if not path.is_file():
@@ -153,8 +174,9 @@ def card_table(card: Mapping[str, Any], fmt: str = "simple") -> str:
 
 def render_card(card: Mapping[str, Any], directory: Path, fmt: str = "simple") -> str:
     recipe = card["recipe"]
-    params = "; ".join(f"{k} " + " ".join(f"{u:g}:{v:g}" for u, v in knots)
-                       for k, knots in recipe.items() if k != "name")
+    params = "; ".join(f"{k} {v:g}" if isinstance(v, (int, float)) else
+                       f"{k} " + " ".join(f"{u:g}:{x:g}" for u, x in v)
+                       for k, v in recipe.items() if k != "name")
     versions = ", ".join(f"{k} {v}" for k, v in card["versions"].items())
     sub = quality_episodes(card["episodes"], "sub-optimal")
     lines = [
@@ -169,4 +191,7 @@ def render_card(card: Mapping[str, Any], directory: Path, fmt: str = "simple") -
         "",
         card_table(card, fmt),
     ]
+    along = along_table(card, fmt)
+    if along:
+        lines += ["", along]
     return "\n".join(lines)

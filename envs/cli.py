@@ -17,8 +17,9 @@ from mtrl_bench_envs.experts import (
     write_experts,
 )
 from mtrl_bench_envs.generate import check_episodes, generate_dataset
+from mtrl_bench_envs.recipe import RECIPE, RECIPES, get_recipe
 
-DEFAULT_EPISODES = 100  # per task: the cpu profile's data.episodes (a test keeps them equal)
+DEFAULT_EPISODES = 200  # per task: the cpu profile's data.episodes (a test keeps them equal)
 DEFAULT_SEED = 0
 
 
@@ -40,6 +41,9 @@ def add_parser(sub) -> None:
     gen.add_argument("--episodes", type=int, default=DEFAULT_EPISODES,
                      help=f"buffer episodes per task (default {DEFAULT_EPISODES}; paper 2000)")
     gen.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    gen.add_argument("--recipe", default=RECIPE.name, choices=sorted(RECIPES),
+                     help=f"how episodes depart from the expert (default {RECIPE.name}; "
+                          "see mtrl_bench_envs/recipe.py)")
     gen.add_argument("--tasks", type=lambda s: [t for t in s.split(",") if t],
                      help="comma-separated subset of the suite's tasks")
     gen.add_argument("--out", type=Path,
@@ -68,10 +72,12 @@ def add_parser(sub) -> None:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     check_episodes(args.episodes)  # before dataset_dir names a folder after a bad count
-    directory = args.out or dataset_dir(args.suite, args.episodes, args.seed)
+    directory = args.out or dataset_dir(args.suite, args.episodes, args.seed,
+                                        recipe=args.recipe)
     try:
         generate_dataset(args.suite, args.episodes, args.seed, directory, tasks=args.tasks,
-                         workers=args.workers, progress=not args.quiet)
+                         workers=args.workers, progress=not args.quiet,
+                         recipe=get_recipe(args.recipe))
     except KeyboardInterrupt:
         # Resuming is automatic here: say so instead of the core's generic "--resume" hint.
         print(f"mtrl-bench: interrupted; finished tasks are kept in {directory}, rerun the same "

@@ -26,7 +26,7 @@ from mtrl_bench_envs.card import (
     sha256_file,
 )
 from mtrl_bench_envs.generate import as_suite, generate_dataset, goal_mode
-from mtrl_bench_envs.recipe import RECIPE
+from mtrl_bench_envs.recipe import RECIPE, get_recipe
 from mtrl_bench_envs.suites import ACT_DIM, EPISODE_LENGTH, OBS_DIM, Suite, check_task
 
 __all__ = ["QUALITIES", "DatasetError", "TaskDataset", "dataset_dir", "default_data_root",
@@ -63,23 +63,25 @@ def default_data_root() -> Path:
     return Path(os.environ.get(DATA_ENV_VAR) or "~/.cache/mtrl-bench/datasets").expanduser()
 
 
-def dataset_dir(suite: Suite | str, episodes: int, seed: int, root: Path | None = None) -> Path:
+def dataset_dir(suite: Suite | str, episodes: int, seed: int, root: Path | None = None,
+                recipe: str = RECIPE.name) -> Path:
     """`<root>/<recipe>__<fixed|random>-goals__ep<E>__seed<S>`.
 
     Not keyed by suite: a task's buffer depends only on these, so mt5, mt30 and mt50 share their
     common task files and a larger suite only adds the tasks it lacks.
     """
-    name = f"{RECIPE.name}__{goal_mode(as_suite(suite))}-goals__ep{episodes}__seed{seed}"
+    goals = goal_mode(as_suite(suite))
+    name = f"{get_recipe(recipe).name}__{goals}-goals__ep{episodes}__seed{seed}"
     return Path(root or default_data_root()) / name
 
 
 def ensure_dataset(suite: Suite | str, episodes: int, seed: int, root: Path | None = None,
                    workers: int | None = None, progress: bool = True,
-                   tasks: Sequence[str] | None = None) -> Path:
-    """The dataset folder for (suite, episodes, seed), generating the tasks it still lacks."""
-    directory = dataset_dir(suite, episodes, seed, root)
+                   tasks: Sequence[str] | None = None, recipe: str = RECIPE.name) -> Path:
+    """The dataset folder for (suite, episodes, seed, recipe), generating the tasks it lacks."""
+    directory = dataset_dir(suite, episodes, seed, root, recipe)
     return generate_dataset(suite, episodes, seed, directory, tasks=tasks, workers=workers,
-                            progress=progress)
+                            progress=progress, recipe=get_recipe(recipe))
 
 
 def _read_npz(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray]:

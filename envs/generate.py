@@ -24,6 +24,7 @@ from mtrl_bench_envs.card import (
     FILE_KEYS,
     SIMULATION_PACKAGES,
     DatasetError,
+    along_buffer,
     atomic_write,
     package_versions,
     quality_stats,
@@ -229,5 +230,6 @@ def _finish_task(directory: Path, card: dict[str, Any], task: str,
         "bytes": path.stat().st_size,
         "sha256": sha256_file(path),
         "stats": quality_stats(arrays["rewards"].sum(1), arrays["successes"].any(1)),
+        "along": along_buffer(arrays["rewards"].sum(1), arrays["successes"].any(1)),
     }
     write_card(directory, card)

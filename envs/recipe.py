@@ -1,17 +1,32 @@
-"""The scripted replay recipe: how one buffer episode mixes scripted, noisy and random actions.
+"""Scripted replay recipes: how one buffer episode departs from Meta-World's scripted expert.
 
-MTDiff's datasets are SAC replay buffers that run from random to expert behaviour. We emulate one
-with Meta-World's scripted policies. Episode e of a task's E-episode buffer has progress
-u = e / (E - 1) and, at every step, takes
+MTDiff's datasets (the paper's) are SAC replay buffers that run from random to expert behaviour.
+We emulate one with the scripted policies. Episode e of a task's E-episode buffer has progress
+u = e / (E - 1); a recipe gives, as linear knots over u, the schedules that shape that episode:
 
-- with probability p(u): a uniform random action in [-1, 1]^4;
-- otherwise: the scripted action plus Gaussian noise of std sigma(u);
+- `random_prob`: at every step, take a uniform random action in [-1, 1]^4 with this probability;
+- `noise_std`: otherwise take the scripted action plus i.i.d. Gaussian noise of this std;
+- `offset_std`: the scripted policy perceives every object and goal position shifted by one
+  offset (metres) drawn per episode, so it reaches, grasps and pushes consistently off target:
+  an error that is temporally coherent and depends on the state, like an imperfect policy's.
 
-clipped to [-1, 1]. "scripted-replay-v1": p falls linearly 1 -> 0.35 over the first half of the
-buffer and -> 0 at u = 0.8; sigma falls linearly 0.5 -> 0.1. The first episodes are random, the
-first half holds roughly as many successes as failures (easy tasks learn early, as SAC does), and
-the last fifth is the expert with small noise, like a converged SAC policy's exploration.
-Chosen over three alternatives on mt5 (BENCHMARKS.md, "Dataset generation").
+Actions are clipped to [-1, 1].
+
+"scripted-replay-v1" flips a coin at every step between a uniform action and the expert with
+i.i.d. noise: 39% of all actions are uniform and no episode is noise-free, so a model fits a
+mixture that no state explains (Prompt-DT learned little from it; DESIGN §5).
+
+"scripted-replay-v2" has the structure of a SAC replay buffer (MTDiff's, the paper's data: one
+SAC run per task, every episode in collection order): a uniform warm-up of 1% of the buffer (SAC's
+random steps before learning starts; 0.1-1% of a 1M-step buffer in common implementations), then
+a policy whose skill rises along the buffer. Its mean is coherently wrong early on, through the
+perception offset (std 8 cm, 4 cm at u = 0.2, 1.5 cm at 0.35, none from the middle of the buffer:
+SAC masters these tasks well within its 1M steps), and its i.i.d. exploration noise, which SAC
+samples independently at every step given the state, falls from 1.0 to 0.3 at u = 0.3, 0.15 at
+the middle and 0.1 at the end (a tanh-Gaussian at SAC's target entropy of -1 per action
+dimension has std ~0.1). The first half holds the learning phase, the second half near-expert
+behaviour. BENCHMARKS.md, "Dataset recipes", shows both recipes along the buffer and what BC
+makes of them.
 """
 from __future__ import annotations
 
@@ -23,33 +38,55 @@ import numpy as np
 
 from mtrl_bench_envs.suites import ACT_DIM, EPISODE_LENGTH, MT50_ORDER, OBS_DIM, Suite
 
+Knots = tuple[tuple[float, float], ...]
+NONE: Knots = ((0.0, 0.0), (1.0, 0.0))
+# Object 1, object 2 and goal positions in Meta-World v3's 39-dim observation; the hand (0:3),
+# gripper (3), quaternions and the previous frame (18:36) are left as they are.
+PERCEIVED_POSITIONS = np.r_[4:7, 11:14, 36:39]
+
 
 @dataclass(frozen=True)
 class Recipe:
-    """A named action-mixing schedule; `name` keys dataset directories, so bump it on any change.
-
-    Each schedule is a list of (u, value) knots, linearly interpolated.
-    """
+    """A named schedule of departures from the expert; `name` keys dataset directories, so bump
+    it on any change. Each schedule is a tuple of (u, value) knots, linearly interpolated."""
 
     name: str
-    random_prob: tuple[tuple[float, float], ...]  # probability of a uniform random action
-    noise_std: tuple[tuple[float, float], ...]  # Gaussian noise std on the scripted action
+    random_prob: Knots  # probability of a uniform random action at a step
+    noise_std: Knots  # std of the noise added to the scripted action
+    offset_std: Knots = NONE  # std (m) of the per-episode offset of perceived positions
 
-    def at(self, u: float) -> tuple[float, float]:
-        """(random-action probability, noise std) at buffer progress u."""
-        return tuple(float(np.interp(u, *zip(*knots, strict=True)))
-                     for knots in (self.random_prob, self.noise_std))
+    def at(self, u: float) -> dict[str, float]:
+        """The schedules' values at buffer progress u."""
+        return {k: float(np.interp(u, *zip(*getattr(self, k), strict=True)))
+                for k in ("random_prob", "noise_std", "offset_std")}
 
     def to_dict(self) -> dict:
-        """JSON-native (lists, not tuples), so a card read back compares equal."""
-        return json.loads(json.dumps(asdict(self)))
+        """JSON-native (lists, not tuples), so a card read back compares equal. Schedules that
+        never depart from the expert are left out: a v1 card reads as it did before they existed."""
+        return json.loads(json.dumps({k: v for k, v in asdict(self).items() if v != NONE}))
 
 
-RECIPE = Recipe(
+V1 = Recipe(
     name="scripted-replay-v1",
     random_prob=((0.0, 1.0), (0.5, 0.35), (0.8, 0.0), (1.0, 0.0)),
     noise_std=((0.0, 0.5), (1.0, 0.1)),
 )
+V2 = Recipe(
+    name="scripted-replay-v2",
+    random_prob=((0.0, 1.0), (0.01, 1.0), (0.0101, 0.0), (1.0, 0.0)),
+    noise_std=((0.0101, 1.0), (0.3, 0.3), (0.5, 0.15), (1.0, 0.1)),
+    offset_std=((0.0101, 0.08), (0.2, 0.04), (0.35, 0.015), (0.5, 0.0), (1.0, 0.0)),
+)
+RECIPES = {r.name: r for r in (V1, V2)}
+RECIPE = V2  # the default
+
+
+def get_recipe(name: str) -> Recipe:
+    if name not in RECIPES:
+        from mtrl_bench_envs.suites import unknown_name_message
+
+        raise ValueError(unknown_name_message("recipe", name, tuple(RECIPES)))
+    return RECIPES[name]
 
 
 def progress(episode: int, episodes: int) -> float:
@@ -64,7 +101,8 @@ class EpisodePlan:
     env_seed: int
     random_mask: np.ndarray  # (T,) bool: take the uniform action at this step
     uniform: np.ndarray  # (T, 4)
-    noise: np.ndarray  # (T, 4) Gaussian, already scaled by sigma(u)
+    noise: np.ndarray  # (T, 4) Gaussian, already scaled by noise_std(u)
+    offset: np.ndarray | None = None  # (39,) added to what the policy sees; None: no offset
 
 
 def plan_episode(suite: Suite, task: str, seed: int, episode: int, episodes: int,
@@ -72,21 +110,23 @@ def plan_episode(suite: Suite, task: str, seed: int, episode: int, episodes: int
     """The plan of episode `episode`: a pure function of (seed, task, episode), not of chunking.
 
     The task's RNG is SeedSequence([seed, MT50 index]); episode e uses its e-th spawned child,
-    built directly so that any worker can produce any episode.
+    built directly so that any worker can produce any episode. Draws that a recipe adds come
+    after v1's, so v1's plans are unchanged.
     """
     ss = np.random.SeedSequence([seed, MT50_ORDER.index(task)], spawn_key=(episode,))
     rng = np.random.default_rng(ss)
     goal = suite.goal_for_episode(episode, rng)
     env_seed = int(rng.integers(2**31 - 1))
-    random_prob, noise_std = recipe.at(progress(episode, episodes))
+    at = recipe.at(progress(episode, episodes))
     shape = (EPISODE_LENGTH, ACT_DIM)
-    return EpisodePlan(
-        goal=goal,
-        env_seed=env_seed,
-        random_mask=rng.random(EPISODE_LENGTH) < random_prob,
-        uniform=rng.uniform(-1.0, 1.0, shape),
-        noise=rng.normal(0.0, 1.0, shape) * noise_std,
-    )
+    random_mask = rng.random(EPISODE_LENGTH) < at["random_prob"]
+    uniform = rng.uniform(-1.0, 1.0, shape)
+    noise = rng.normal(0.0, 1.0, shape)
+    offset = None
+    if at["offset_std"] > 0:
+        offset = np.zeros(OBS_DIM)
+        offset[PERCEIVED_POSITIONS] = np.tile(rng.normal(0.0, at["offset_std"], 3), 3)
+    return EpisodePlan(goal, env_seed, random_mask, uniform, noise * at["noise_std"], offset)
 
 
 @dataclass
@@ -127,7 +167,8 @@ def rollout(env, policy, plan: EpisodePlan | None = None, stop_at_success: bool 
             if plan is not None and plan.random_mask[t]:
                 action = plan.uniform[t]  # no policy call: a random step does not need it
             elif plan is not None:
-                action = policy.get_action(obs) + plan.noise[t]
+                seen = obs if plan.offset is None else obs + plan.offset
+                action = policy.get_action(seen) + plan.noise[t]
             else:
                 action = policy.get_action(obs)
             act_buf[t] = np.clip(action, -1.0, 1.0)

@@ -29,7 +29,7 @@ def load_datasets(cfg: RunConfig, data_dir: Path | None = None, progress: bool =
 
     suite = get_suite(cfg.suite)
     directory = ensure_dataset(suite, cfg.data.episodes, cfg.data.data_seed, root=data_dir,
-                               progress=progress)
+                               progress=progress, recipe=cfg.data.recipe)
     return load_dataset(directory, suite.tasks, cfg.quality)
 
 

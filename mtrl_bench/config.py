@@ -21,6 +21,11 @@ class ModelConfig:
     prompt_len: int = 5  # prompt steps prepended (one episode's last steps)
     dropout: float = 0.1
     max_ep_len: int = 1000  # timestep-embedding table size (reference code: 1000)
+    # Init of the timestep embeddings: "torch" = N(0, 1), PyTorch's default, as the reference
+    # code; "gpt2" = N(0, 0.02), like the transformer's own weights. At N(0, 1) the timestep
+    # term is ~10x the state term of every token after the LayerNorm, which takes the model
+    # thousands of updates to undo (BENCHMARKS.md, "CPU protocol").
+    timestep_init: str = "torch"
 
 
 @dataclass
@@ -33,6 +38,7 @@ class DataConfig:
     # first steps then sit only in windows starting at 0); "end" = a uniform last step, padded
     # on the left before step K-1 exactly as evaluation's windows are.
     windows: str = "start"
+    recipe: str = "scripted-replay-v2"  # how the buffer was generated (mtrl_bench_envs.recipe)
 
 
 @dataclass
@@ -42,6 +48,8 @@ class TrainConfig:
     lr: float = 1e-4
     weight_decay: float = 1e-4
     warmup_steps: int = 300
+    # After warm-up: "constant" (reference code) or "cosine" (decay to 0 at the last step).
+    lr_schedule: str = "constant"
     grad_clip: float = 0.25
     mask_interval: int = 50  # steps between mask updates (scale field: a ratio of `steps`)
     log_interval: int = 50
@@ -54,6 +62,9 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     episodes_per_task: int = 10  # one per goal, cycling through the 50 training goals
+    # Episodes per task of the evaluations during training (train.eval_interval), which only
+    # draw the learning curve; 0 = episodes_per_task. The final evaluation always uses that.
+    curve_episodes_per_task: int = 0
     early_stop: bool = True  # stop an episode at success (returns then cover a partial episode)
     target_return: float = 1.0  # conditioning return, as a multiple of the task's best data return
     seed: int = 1000  # env seeds for evaluation: seed + episode index
@@ -83,6 +94,8 @@ class RunConfig:
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
         sections = {f.name: f.type for f in fields(cls)}
         kwargs = dict(d)
+        if "data" in d and "recipe" not in d["data"]:  # written before recipes were selectable
+            d = {**d, "data": {**d["data"], "recipe": "scripted-replay-v1"}}
         for name, sub in (("model", ModelConfig), ("data", DataConfig), ("train", TrainConfig),
                           ("eval", EvalConfig)):
             kwargs[name] = sub(**d.get(name, {}))

@@ -214,14 +214,16 @@ def _pregenerate(runs: Sequence[GridRun], data_dir: Path | None, progress: bool)
 
     seen, problems = set(), []
     for r in runs:
-        key = (r.suite, r.config["data"]["episodes"], r.config["data"]["data_seed"])
+        data = r.config["data"]
+        key = (r.suite, data["episodes"], data["data_seed"], data["recipe"])
         if key in seen:
             continue
         seen.add(key)
         try:
-            ensure_dataset(key[0], key[1], key[2], root=data_dir, progress=progress)
+            ensure_dataset(*key[:3], root=data_dir, progress=progress, recipe=key[3])
         except Exception as exc:  # recorded per run when the run tries again
-            problems.append(f"dataset {key[0]} ({key[1]} episodes, seed {key[2]}): {exc}")
+            problems.append(f"dataset {key[0]} ({key[3]}, {key[1]} episodes, seed {key[2]}): "
+                            f"{exc}")
     return problems
 
 

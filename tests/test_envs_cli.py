@@ -37,7 +37,8 @@ def test_generate_then_info_in_subprocesses(tmp_path):
     info = cli("info", root=root)  # no DIR: the most recent dataset under the root
     assert info.returncode == 0, info.stderr
     assert "most recently updated of 1" in info.stdout and "button-press-v3" in info.stdout
-    assert "scripted-replay-v1" in info.stdout and "sub success %" in info.stdout
+    assert "scripted-replay-v2" in info.stdout and "sub success %" in info.stdout
+    assert "success % by buffer tenth" in info.stdout
 
     bad = cli("generate", "--suite", "mt05", root=root)
     assert bad.returncode == 2
@@ -57,7 +58,8 @@ def test_info_of_a_folder_and_a_root_and_resume(tmp_path, monkeypatch, capsys):
     assert code == 0 and "generating 1 of 1 tasks" in err
     (directory,) = tmp_path.iterdir()
     code, out, _ = run(capsys, "info", directory)
-    assert code == 0 and out.count("button-press-v3") == 1 and "seed 0, 2 episodes" in out
+    # one row in the card table, one in the table along the buffer
+    assert code == 0 and out.count("button-press-v3") == 2 and "seed 0, 2 episodes" in out
     code, out, _ = run(capsys, "info", tmp_path)  # a folder of datasets: list them
     assert code == 0 and directory.name in out and "show one" in out
     code, out, err = run(capsys, "generate", "--episodes", "2", "--tasks",
@@ -111,3 +113,15 @@ def test_compute_experts_on_a_few_goals():
     row = result["tasks"]["button-press-topdown-v3"]
     assert row["success"] == 1.0 and row["episodes"] == 2
     assert 10 < row["steps_to_success"] < 500  # stopped at success, not run to 500
+
+
+def test_recipe_is_selectable_and_named(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MTRL_BENCH_DATA", str(tmp_path))
+    code, out, _ = run(capsys, "generate", "--episodes", "2", "--tasks", "button-press-v3",
+                       "--recipe", "scripted-replay-v1", "--quiet")
+    assert code == 0 and "recipe: scripted-replay-v1" in out
+    (directory,) = tmp_path.iterdir()
+    assert directory.name.startswith("scripted-replay-v1__")
+    with pytest.raises(SystemExit):  # argparse: not one of the choices
+        main(["data", "generate", "--recipe", "scripted-replay-v9"])
+    assert "scripted-replay-v2" in capsys.readouterr().err

@@ -38,7 +38,9 @@ def test_card_and_files(small):
     card = read_card(small)
     assert list(card["tasks"]) == TASKS
     assert card["episodes"] == EPISODES and card["goal_mode"] == "fixed"
-    assert card["recipe"]["name"] == "scripted-replay-v1"
+    assert card["recipe"]["name"] == "scripted-replay-v2"
+    along = card["tasks"]["basketball-v3"]["along"]  # 6 episodes: one per "tenth"
+    assert len(along["success"]) == len(along["return"]) == 6
     assert set(card["versions"]) >= {"metaworld", "mujoco", "gymnasium", "numpy"}
     stats = card["tasks"]["basketball-v3"]["stats"]
     assert stats["near-optimal"]["episodes"] == 6 and stats["sub-optimal"]["episodes"] == 3
