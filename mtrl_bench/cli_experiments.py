@@ -88,6 +88,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                                  workers=workers, threads=args.threads,
                                  address=args.address, data_dir=args.data_dir,
                                  progress=not args.quiet)
+    from mtrl_bench.reference import ensure_references
+
+    ensure_references([r for r in runs if r.seed in exp.reference_seeds], out,
+                      data_dir=args.data_dir, progress=not args.quiet)
     wall = time.time() - t0
     from mtrl_bench.runs import write_json
 

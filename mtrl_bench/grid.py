@@ -9,6 +9,8 @@ the same way)::
     qualities = ["sub-optimal"]
     seeds = [0, 1, 2]
     profile = "cpu"               # smoke | cpu | paper
+    reference_seeds = [0]         # optional: seeds of the BC reference rows (default: seeds;
+                                  # [] for none), see mtrl_bench.reference
 
     [overrides]                   # `section.field` values for every run (config.py sections)
     train.steps = 600
@@ -40,7 +42,7 @@ from mtrl_bench.runs import read_json, write_json
 
 SECTIONS = ("model", "data", "train", "eval", "method")
 GRID_KEYS = ("description", "methods", "suites", "qualities", "seeds", "profile", "overrides",
-             "sweep")
+             "sweep", "reference_seeds")
 SEED_FIELD = "{seed}"  # in a suite name: the suite is drawn with the run's training seed
 
 
@@ -79,6 +81,7 @@ class Experiment:
     overrides: dict[str, Any]  # scalar values only
     axes: dict[str, list[Any]]  # list-valued [overrides]: axes of every point
     sweeps: tuple[Sweep, ...]
+    reference_seeds: tuple[int, ...] = ()  # BC references for these seeds of the grid
 
 
 def builtin_experiments() -> list[str]:
@@ -189,11 +192,19 @@ def parse_experiment(text: str, source: str, name: str) -> Experiment:
             flat[key] = _check_axis(source, key, value if isinstance(value, list) else [value])
         parts = [part for key in flat for part in key.split(",")]
         sweeps.append(Sweep(str(label or "+".join(parts)), flat))
+    seeds = _names(source, data, "seeds", int)
+    reference_seeds = data.get("reference_seeds", list(seeds))
+    if not isinstance(reference_seeds, list) or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s in seeds
+            for s in reference_seeds):
+        raise ValueError(f"{source}: 'reference_seeds' must be a list of the grid's seeds "
+                         f"({', '.join(map(str, seeds))}), or [] for no BC reference")
     return Experiment(
         name=name, source=source, text=text, description=str(data.get("description", "")),
         methods=_names(source, data, "methods", str), suites=_names(source, data, "suites", str),
-        qualities=_names(source, data, "qualities", str), seeds=_names(source, data, "seeds", int),
-        profile=profile, overrides=overrides, axes=axes, sweeps=tuple(sweeps))
+        qualities=_names(source, data, "qualities", str), seeds=seeds,
+        profile=profile, overrides=overrides, axes=axes, sweeps=tuple(sweeps),
+        reference_seeds=tuple(reference_seeds))
 
 
 def with_overrides(exp: Experiment, profile: str | None = None,

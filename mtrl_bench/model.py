@@ -27,6 +27,7 @@ from torch import nn
 from mtrl_bench.config import ModelConfig
 
 Weights = dict[str, torch.Tensor]
+TIMESTEP_INITS = ("torch", "gpt2")  # see ModelConfig.timestep_init
 
 
 @dataclass
@@ -128,6 +129,12 @@ class PromptDT(nn.Module):
         self.prompt_embed_action = nn.Linear(act_dim, c)
         self.embed_drop = nn.Dropout(cfg.dropout)
         self.predict_action = nn.Sequential(nn.Linear(c, act_dim), nn.Tanh())
+        if cfg.timestep_init not in TIMESTEP_INITS:
+            raise ValueError(f"model.timestep_init must be one of {', '.join(TIMESTEP_INITS)}, "
+                             f"got {cfg.timestep_init!r}")
+        if cfg.timestep_init == "gpt2":
+            for table in (self.embed_timestep, self.prompt_embed_timestep):
+                nn.init.normal_(table.weight, std=0.02)
         for name, module in self.named_modules():
             if isinstance(module, MaskableLinear):
                 module.key = f"{name}.weight"

@@ -109,9 +109,26 @@ def collect(experiment_dir: str | Path) -> tuple[pd.DataFrame, list[str]]:
             problems.append(problem)
             continue
         rows += _rows(entry, read_json(run.eval_path))
+    for entry, result in _references(experiment_dir):
+        rows += _rows(entry, result)
     df = pd.DataFrame(rows, columns=[*COLUMNS, *EXTRA_COLUMNS])
     df["seed"] = df["seed"].astype(int)
     return df, problems + notes
+
+
+def _references(experiment_dir: Path) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The experiment's BC reference results (`mtrl_bench.reference`), as results entries."""
+    from mtrl_bench.reference import REFERENCES_DIR
+
+    out = []
+    for path in sorted((experiment_dir / REFERENCES_DIR).glob("*.json")):
+        ref = read_json(path)
+        cfg = ref["config"]
+        out.append(({"name": path.stem, "method": ref["reference"], "label": ref["reference"],
+                     "suite": cfg["suite"], "suite_label": ref["suite_label"],
+                     "quality": cfg["quality"], "seed": cfg["seed"], "config": cfg},
+                    ref["result"]))
+    return out
 
 
 def _rows(entry: dict[str, Any], result: dict[str, Any]) -> list[dict[str, Any]]:

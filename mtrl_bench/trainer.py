@@ -8,10 +8,12 @@ pass; every `mask_interval` steps the method's strategy updates its masks from t
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +69,27 @@ def resolve_amp(name: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if _cpu_has_bf16() else None
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def lr_factor(t) -> Callable[[int], float]:
+    """The learning-rate multiplier after `s` optimizer steps: linear warm-up, then the schedule."""
+    if t.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"train.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, "
+                         f"got {t.lr_schedule!r}")
+    warmup = max(t.warmup_steps, 1)
+
+    def factor(s: int) -> float:
+        if s + 1 < warmup:
+            return (s + 1) / warmup
+        if t.lr_schedule == "constant":
+            return 1.0
+        frac = min((s + 1 - warmup) / max(t.steps - warmup, 1), 1.0)
+        return 0.5 * (1.0 + math.cos(math.pi * frac))
+
+    return factor
+
+
 @dataclass
 class Components:
     """Everything the loop mutates; checkpointed together."""
@@ -96,8 +119,7 @@ def build(cfg: RunConfig, data: OfflineData, device: torch.device) -> Components
         strategy.masks = strategy.masks.to(device)
     t = cfg.train
     optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / max(t.warmup_steps, 1), 1.0))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(t))
     return Components(model, optimizer, scheduler, strategy, layout,
                       np.random.default_rng(cfg.seed), mask_rng)
 
@@ -183,11 +205,14 @@ def evaluate_and_log(c: Components, data: OfflineData, cfg: RunConfig, run: RunD
     from mtrl_bench.evaluation import evaluate  # downstream of training; imported when used
     from mtrl_bench_envs.suites import get_suite
 
-    result = evaluate(c.model, data, get_suite(cfg.suite), cfg.eval,
+    eval_cfg = cfg.eval
+    if step < cfg.train.steps and eval_cfg.curve_episodes_per_task:
+        eval_cfg = dataclasses.replace(eval_cfg, episodes_per_task=eval_cfg.curve_episodes_per_task)
+    result = evaluate(c.model, data, get_suite(cfg.suite), eval_cfg,
                       weights=effective_weights(c, False), device=device, amp_dtype=amp,
                       progress=progress)
     run.log({"step": step, "kind": "eval", "success": result["success"],
-             "return": result["return"],
+             "return": result["return"], "episodes_per_task": eval_cfg.episodes_per_task,
              "task_success": [result["tasks"][t]["success"] for t in data.tasks]})
     return result
 

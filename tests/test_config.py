@@ -68,4 +68,4 @@ def test_round_trip_and_diff():
     assert again == cfg
     other = build_config("m", "mt5", "near-optimal", 3, "cpu", overrides={"train.lr": "0.1"},
                          method_config_cls=_MethodCfg)
-    assert config_diff(cfg.to_dict(), other.to_dict()) == ["train.lr: 0.0001 != 0.1"]
+    assert config_diff(cfg.to_dict(), other.to_dict()) == ["train.lr: 0.001 != 0.1"]

@@ -10,7 +10,7 @@ from metaworld.policies import ENV_POLICY_MAP
 
 from mtrl_bench.config import DataConfig, EvalConfig, ModelConfig
 from mtrl_bench.data import OfflineData
-from mtrl_bench.evaluation import History, ScriptedExpert, batch_index, evaluate
+from mtrl_bench.evaluation import EnvPool, History, ScriptedExpert, batch_index, evaluate
 from mtrl_bench.model import PromptDT
 from mtrl_bench_envs.suites import EPISODE_LENGTH, Suite, make_env
 
@@ -187,4 +187,20 @@ def test_static_batch_and_waves_give_the_same_results(expert_run, data, kw):
     expert, result = expert_run
     again = _run(expert, data, episodes=3, early_stop=True, weights=expert.task_rows(), **kw)
     assert _outcome(again) == _outcome(result)
+
+
+def test_a_shared_pool_reuses_envs_with_the_same_results(expert_run, data):
+    """Waves of one env per task, and a second evaluation on the same pool: every env after
+    the first two is an old one pointed at a new goal, and nothing changes."""
+    expert, result = expert_run
+    pool = EnvPool()
+    try:
+        for _ in range(2):
+            again = _run(expert, data, episodes=3, early_stop=True, weights=expert.task_rows(),
+                         max_envs=len(TASKS), pool=pool)
+            assert _outcome(again) == _outcome(result)
+        assert sum(len(envs) for envs in pool.free.values()) == len(TASKS)
+        assert again["build_seconds"] == 0.0
+    finally:
+        pool.close()
 

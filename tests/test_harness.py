@@ -51,7 +51,8 @@ def test_builtin_experiments_expand(tmp_path):
     names = grid.builtin_experiments()
     assert {"quick", "table1", "table2", "table3", "table4", "fig5"} <= set(names)
     sizes = {n: len(grid.expand(grid.load_experiment(n), tmp_path)) for n in names}
-    assert sizes["quick"] == 6 and sizes["table1"] == 5 * 3 * 2 * 3 and sizes["table2"] == 30
+    assert sizes["quick"] == 3 * 4 and sizes["table1"] == 5 * 3 * 2 * 3 and sizes["table2"] == 30
+    assert sizes["cpu-protocol"] == 3 * 2 * 5
     assert sizes["table3"] == 2 * 2 * 2 * 3 and sizes["table4"] == 4 * 2 * 3
     assert sizes["methods"] == 8
 
@@ -122,6 +123,8 @@ def test_axes_sweeps_labels_and_dedup(tmp_path):
     ('methods = ["socodt"]\nsuites = ["mt5"]\nqualities = ["near-optimal"]\nseeds = [0]\n'
      'profile = "smok"', "Did you mean 'smoke'"),
     ('methods = ["socodt"]\nsuites = ["mt5"]\nqualities = ["near-optimal"]', "missing 'seeds'"),
+    ('methods = ["socodt"]\nsuites = ["mt5"]\nqualities = ["near-optimal"]\nseeds = [0]\n'
+     'reference_seeds = [1]', "'reference_seeds' must be a list of the grid's seeds (0)"),
 ])
 def test_bad_grids_are_refused_before_anything_runs(tmp_path, text, needle):
     with pytest.raises(ValueError) as info:
@@ -383,6 +386,10 @@ def test_cli_run_reports_and_plots(grid_run, smoke_data, capsys):
     text = captured.out
     assert code == 1, captured.err  # the two n_head=3 runs fail again
     assert "2 skipped, 2 failed" in text and "p Welch" in text and "prompt-dt" in text
+    # the BC references of seed 0, on the same data and evaluation, are rows of the table
+    assert "bc-all" in text and "bc-top20" in text
+    refs = sorted(p.name for p in (out / "references").iterdir())
+    assert refs == ["bc-all__mt5__sub-optimal__s0.json", "bc-top20__mt5__sub-optimal__s0.json"]
     for name in ("report.md", "report.tex", "comparison.csv", "results.csv", "summary.json"):
         assert (out / name).stat().st_size > 0
     pngs = list((out / "plots").rglob("*.png"))

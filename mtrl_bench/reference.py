@@ -1,0 +1,176 @@
+"""The data's own floor: behaviour cloning with a small MLP, on the same data and evaluation.
+
+A number for a masking method means little without knowing how far the data alone take a simple
+policy. Every experiment therefore reports two reference rows beside its methods, trained on the
+same dataset slice and evaluated by the same `evaluate` with the same episodes:
+
+- ``bc-all``: every episode of the task's buffer slice;
+- ``bc-top20``: each task's top 20% episodes by return (filtered BC, the "%BC" baseline of the
+  offline RL literature).
+
+The policy is an MLP on the normalised state and a task one-hot (no history, no return), trained
+with Adam on (state, action) pairs sampled uniformly from the kept episodes. It is a reference,
+not a method: it has no masks and does not go through the transformer trainer.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from mtrl_bench.config import RunConfig
+from mtrl_bench.data import OfflineData
+from mtrl_bench.evaluation import EnvPool, evaluate
+from mtrl_bench.grid import GridRun
+from mtrl_bench.model import Segments
+
+
+@dataclass(frozen=True)
+class BCConfig:
+    top_fraction: float = 1.0  # keep each task's best episodes by return: this share of them
+    hidden: int = 256
+    layers: int = 2
+    lr: float = 1e-3
+    batch: int = 256  # (state, action) pairs per step, from all tasks together
+    steps: int = 6000
+
+
+VARIANTS = {"bc-all": BCConfig(), "bc-top20": BCConfig(top_fraction=0.2)}
+
+
+class BCPolicy(nn.Module):
+    """MLP(state ⊕ task one-hot) -> tanh action, behind the calls `evaluate` makes of a model.
+
+    `evaluate` hands row g of every call the task's slice of `weights`, so running it with
+    `weights=policy.task_rows()` tells the policy which task each row is.
+    """
+
+    def __init__(self, state_dim: int, act_dim: int, num_tasks: int, cfg: BCConfig) -> None:
+        super().__init__()
+        self.num_tasks = num_tasks
+        dims = [state_dim + num_tasks] + [cfg.hidden] * cfg.layers
+        layers: list[nn.Module] = []
+        for a, b in zip(dims[:-1], dims[1:]):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        self.net = nn.Sequential(*layers, nn.Linear(dims[-1], act_dim), nn.Tanh())
+
+    def forward(self, states: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
+        onehot = nn.functional.one_hot(task, self.num_tasks).to(states.dtype)
+        return self.net(torch.cat([states, onehot], dim=-1))
+
+    def task_rows(self) -> dict[str, torch.Tensor]:
+        return {"task": torch.arange(self.num_tasks)}
+
+    def encode_prompt(self, prompt: Segments, weights: dict | None = None) -> None:
+        return None  # no prompt: the task one-hot conditions the policy
+
+    def act(self, seg: Segments, cache: None, weights: dict | None = None) -> torch.Tensor:
+        if not weights or "task" not in weights:
+            raise ValueError("evaluate a BCPolicy with weights=policy.task_rows()")
+        states = seg.states[:, :, -1].float()  # (G, B, S): the current state only
+        task = weights["task"][:, None].expand(states.shape[:2])
+        return self(states, task)
+
+
+def kept_episodes(data: OfflineData, i: int, top_fraction: float) -> np.ndarray:
+    """Task i's episodes by return, best first, cut to `top_fraction` of them (at least one)."""
+    returns = data.rtg[i][:, 0]  # the return-to-go at step 0 is the episode's return
+    keep = max(1, math.ceil(top_fraction * len(returns)))
+    return np.argsort(returns, kind="stable")[::-1][:keep]
+
+
+def train_bc(data: OfflineData, cfg: BCConfig, seed: int) -> BCPolicy:
+    """Fit a BCPolicy to the kept episodes of every task; deterministic for a seed."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    n = data.num_tasks
+    kept = [kept_episodes(data, i, cfg.top_fraction) for i in range(n)]
+    states = [torch.from_numpy(s[k].reshape(-1, s.shape[-1])) for s, k in zip(data.states, kept)]
+    actions = [torch.from_numpy(a[k].reshape(-1, a.shape[-1])) for a, k in zip(data.actions, kept)]
+    policy = BCPolicy(states[0].shape[-1], actions[0].shape[-1], n, cfg)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
+    per_task = max(1, cfg.batch // n)
+    task = torch.arange(n).repeat_interleave(per_task)
+    for _ in range(cfg.steps):
+        idx = [torch.from_numpy(rng.integers(len(s), size=per_task)) for s in states]
+        s = torch.cat([states[i][j] for i, j in enumerate(idx)])
+        a = torch.cat([actions[i][j] for i, j in enumerate(idx)])
+        loss = (policy(s, task) - a).square().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return policy.eval()
+
+
+def bc_reference(cfg: RunConfig, datasets: list, variant: str, progress: bool = False,
+                 pool: EnvPool | None = None) -> dict:
+    """Train the BC variant on the run config's data slice with its seed and evaluate it with
+    its evaluation protocol (on `pool`'s envs if given); returns `evaluate`'s result plus the BC
+    settings and timings."""
+    from mtrl_bench_envs.suites import get_suite
+
+    if variant not in VARIANTS:
+        from mtrl_bench_envs.suites import unknown_name_message
+
+        raise ValueError(unknown_name_message("reference", variant, tuple(VARIANTS)))
+    bc = VARIANTS[variant]
+    data = OfflineData(datasets, cfg.data, cfg.model)
+    tic = time.perf_counter()
+    policy = train_bc(data, bc, cfg.seed)
+    train_seconds = time.perf_counter() - tic
+    result = evaluate(policy, data, get_suite(cfg.suite), cfg.eval, weights=policy.task_rows(),
+                      progress=progress, pool=pool)
+    return {**result, "reference": variant, "bc": asdict(bc), "train_seconds": train_seconds}
+
+
+# --------------------------------------------------------------------------- in experiments
+
+REFERENCES_DIR = "references"  # <experiment>/references/<variant>__<suite>__<quality>__s<seed>.json
+
+
+def reference_protocol(config: dict) -> dict:
+    """What a reference depends on: the run's data, the evaluation, the suite and the seed."""
+    return {k: config[k] for k in ("suite", "quality", "seed", "data", "eval")}
+
+
+def ensure_references(runs: Sequence[GridRun], experiment_dir: Path,
+                      data_dir: Path | None = None, progress: bool = True) -> list[Path]:
+    """Both BC references for every (suite, quality, seed) of a grid, trained on the same data
+    and evaluated like its runs; a file that already holds them for that protocol is kept.
+
+    The runs of one (suite, quality, seed) normally share data and evaluation settings; a grid
+    whose sweep points change them gets the first point's references.
+    """
+    from mtrl_bench.api import load_datasets
+    from mtrl_bench.runs import read_json, write_json
+
+    folder = Path(experiment_dir) / REFERENCES_DIR
+    wanted: dict[tuple, GridRun] = {}
+    for r in runs:
+        wanted.setdefault((r.suite, r.quality, r.seed), r)
+    paths, pool = [], EnvPool()  # one pool: the references' evaluations reuse its envs
+    for (suite, quality, seed), run in wanted.items():
+        config = run.config
+        protocol = reference_protocol(config)
+        cfg = RunConfig.from_dict(config)
+        datasets = None
+        for variant in VARIANTS:
+            path = folder / f"{variant}__{suite}__{quality}__s{seed}.json"
+            paths.append(path)
+            if path.exists() and read_json(path).get("protocol") == protocol:
+                continue
+            if datasets is None:
+                datasets = load_datasets(cfg, data_dir, progress)
+            if progress:
+                print(f"reference {variant}: {suite} {quality} seed {seed}")
+            result = bc_reference(cfg, datasets, variant, progress, pool)
+            write_json(path, {"reference": variant, "suite_label": run.suite_label,
+                              "protocol": protocol, "config": config, "result": result})
+    pool.close()
+    return paths
