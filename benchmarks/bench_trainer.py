@@ -2,10 +2,12 @@
 
 Both run side by side in one process on the same batches (interleaved repeats, so machine noise
 hits both alike); reported as samples/s and the masked/unmasked cost ratio, for N = 5 and 50 tasks
-with the cpu-profile model. Also: achieved FLOP/s (counted by torch's FlopCounterMode) as a
-fraction of this machine's measured fp32 GEMM peak, and the bf16-autocast/fp32 cost ratio.
+with a profile's model (default cpu). Also: achieved FLOP/s (counted by torch's
+FlopCounterMode) as a fraction of this machine's measured fp32 GEMM peak, and the
+bf16-autocast/fp32 cost ratio.
 
     python benchmarks/bench_trainer.py [--tasks 5 50] [--repeats 5] [--steps 5] [--threads N]
+                                       [--profile cpu|paper]
 """
 from __future__ import annotations
 
@@ -49,6 +51,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5, help="interleaved timing rounds")
     ap.add_argument("--steps", type=int, default=5, help="steps per timing round")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads")
+    ap.add_argument("--profile", default="cpu", help="the model and batch of this profile")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     dev = torch.device("cpu")
@@ -58,7 +61,7 @@ def main() -> None:
           "GFLOP/s (unmasked) | of peak | bf16/fp32 cost |")
     print("|---|---|---|---|---|---|---|")
     for n in args.tasks:
-        cfg = build_config("prompt-dt", "mt5", "near-optimal", 0, "cpu")
+        cfg = build_config("prompt-dt", "mt5", "near-optimal", 0, args.profile)
         data = OfflineData(fake_datasets(n), cfg.data, cfg.model)
         plain = build(cfg, data, dev)
         masked = build(cfg, data, dev)

@@ -77,6 +77,9 @@ V2 = Recipe(
     noise_std=((0.0101, 1.0), (0.3, 0.3), (0.5, 0.15), (1.0, 0.1)),
     offset_std=((0.0101, 0.08), (0.2, 0.04), (0.35, 0.015), (0.5, 0.0), (1.0, 0.0)),
 )
+# Known quirk of V2, kept because its name keys published data: the warm-up ends by linear
+# interpolation between u = 0.01 and 0.0101, so an episode that falls in between mixes uniform
+# and policy actions (at 200 episodes: episode 2, p = 0.5). A v3 should end it with a step.
 RECIPES = {r.name: r for r in (V1, V2)}
 RECIPE = V2  # the default
 

@@ -48,7 +48,8 @@ class TrainConfig:
     lr: float = 1e-4
     weight_decay: float = 1e-4
     warmup_steps: int = 300
-    # After warm-up: "constant" (reference code) or "cosine" (decay to 0 at the last step).
+    # After warm-up: "constant" (reference code) or "cosine" (decays to 0, which the last update
+    # of a run reaches: that one update is a no-op).
     lr_schedule: str = "constant"
     grad_clip: float = 0.25
     mask_interval: int = 50  # steps between mask updates (scale field: a ratio of `steps`)

@@ -84,10 +84,13 @@ class EnvPool:
     def give_back(self, task: str, env) -> None:
         self.free.setdefault(task, []).append(env)
 
-    def close(self) -> None:
-        for env in (env for envs in self.free.values() for env in envs):
-            env.close()
-        self.free.clear()
+    def close(self, keep: int = 0) -> None:
+        """Close the free envs beyond the first `keep` (all of them by default)."""
+        kept = 0
+        for envs in self.free.values():
+            while len(envs) > max(keep - kept, 0):
+                envs.pop().close()
+            kept += len(envs)
 
 
 def batch_index(active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -216,8 +219,7 @@ def evaluate(model: PromptDT, data: OfflineData, suite: Suite, cfg: EvalConfig, 
                         pool.give_back(task, env)
     finally:
         model.train(was_training)
-        if own_pool:
-            pool.close()
+        pool.close(keep=0 if own_pool else max_envs)  # a shared pool keeps at most max_envs
     tasks = {task: {"success": float(success[i].mean()), "return": float(returns[i].mean()),
                     "episodes": e, "successes": success[i].astype(int).tolist(),
                     "returns": returns[i].tolist()}

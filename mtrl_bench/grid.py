@@ -346,6 +346,7 @@ def write_grid(exp: Experiment, runs: Sequence[GridRun], out: Path) -> None:
     atomic_write(out / "experiment.toml", exp.text)
     write_json(out / "grid.json", {"experiment": exp.name, "source": exp.source,
                                    "description": exp.description,
+                                   "reference_seeds": list(exp.reference_seeds),
                                    "runs": [r.to_dict() for r in runs]})
 
 

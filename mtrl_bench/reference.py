@@ -29,6 +29,7 @@ from mtrl_bench.data import OfflineData
 from mtrl_bench.evaluation import EnvPool, evaluate
 from mtrl_bench.grid import GridRun
 from mtrl_bench.model import Segments
+from mtrl_bench.stats import REFERENCE_ROWS
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class BCConfig:
     steps: int = 6000
 
 
-VARIANTS = {"bc-all": BCConfig(), "bc-top20": BCConfig(top_fraction=0.2)}
+VARIANTS = dict(zip(REFERENCE_ROWS, (BCConfig(), BCConfig(top_fraction=0.2)), strict=True))
 
 
 class BCPolicy(nn.Module):
@@ -134,9 +135,11 @@ def bc_reference(cfg: RunConfig, datasets: list, variant: str, progress: bool = 
 REFERENCES_DIR = "references"  # <experiment>/references/<variant>__<suite>__<quality>__s<seed>.json
 
 
-def reference_protocol(config: dict) -> dict:
-    """What a reference depends on: the run's data, the evaluation, the suite and the seed."""
-    return {k: config[k] for k in ("suite", "quality", "seed", "data", "eval")}
+def reference_protocol(config: dict, variant: str) -> dict:
+    """What a reference depends on: the runs' suite, quality, seed, profile, data and evaluation
+    settings, and its own BC settings; a stored reference is reused only if this matches."""
+    keep = ("suite", "quality", "seed", "profile", "data", "eval")
+    return {**{k: config[k] for k in keep}, "bc": asdict(VARIANTS[variant])}
 
 
 def ensure_references(runs: Sequence[GridRun], experiment_dir: Path,
@@ -147,20 +150,29 @@ def ensure_references(runs: Sequence[GridRun], experiment_dir: Path,
     The runs of one (suite, quality, seed) normally share data and evaluation settings; a grid
     whose sweep points change them gets the first point's references.
     """
-    from mtrl_bench.api import load_datasets
-    from mtrl_bench.runs import read_json, write_json
-
     folder = Path(experiment_dir) / REFERENCES_DIR
     wanted: dict[tuple, GridRun] = {}
     for r in runs:
         wanted.setdefault((r.suite, r.quality, r.seed), r)
     paths, pool = [], EnvPool()  # one pool: the references' evaluations reuse its envs
+    try:
+        _compute(wanted, folder, data_dir, progress, paths, pool)
+    finally:
+        pool.close()
+    return paths
+
+
+def _compute(wanted: dict[tuple, GridRun], folder: Path, data_dir: Path | None, progress: bool,
+             paths: list[Path], pool: EnvPool) -> None:
+    from mtrl_bench.api import load_datasets
+    from mtrl_bench.runs import read_json, write_json
+
     for (suite, quality, seed), run in wanted.items():
         config = run.config
-        protocol = reference_protocol(config)
         cfg = RunConfig.from_dict(config)
         datasets = None
         for variant in VARIANTS:
+            protocol = reference_protocol(config, variant)
             path = folder / f"{variant}__{suite}__{quality}__s{seed}.json"
             paths.append(path)
             if path.exists() and read_json(path).get("protocol") == protocol:
@@ -172,5 +184,32 @@ def ensure_references(runs: Sequence[GridRun], experiment_dir: Path,
             result = bc_reference(cfg, datasets, variant, progress, pool)
             write_json(path, {"reference": variant, "suite_label": run.suite_label,
                               "protocol": protocol, "config": config, "result": result})
-    pool.close()
-    return paths
+
+
+def matching_references(folder: Path, runs: list[dict], seeds: list[int] | None
+                        ) -> tuple[list[dict], list[str]]:
+    """The stored references (files of `folder`) that belong to these grid runs (dicts of
+    GridRun fields): same suite, quality and seed (one of `seeds`, if given) and the protocol
+    those runs would give them. Returns (references, notes on the files left out)."""
+    from mtrl_bench.runs import read_json
+
+    wanted = {}
+    for r in runs:
+        if seeds is None or r["seed"] in seeds:
+            wanted.setdefault((r["suite"], r["quality"], r["seed"]), r["config"])
+    kept, left_out = [], []
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            ref = read_json(path)
+            cfg = ref["config"]
+            config = wanted.get((cfg["suite"], cfg["quality"], cfg["seed"]))
+            ok = (config is not None and ref["reference"] in VARIANTS
+                  and ref["protocol"] == reference_protocol(config, ref["reference"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            left_out.append(f"{path.name}: unreadable reference file ({exc})")
+            continue
+        if ok:
+            kept.append(ref)
+        else:
+            left_out.append(path.name)
+    return kept, left_out

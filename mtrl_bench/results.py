@@ -8,8 +8,9 @@ its evaluation ran full episodes (``eval.early_stop = false``): with early stopp
 at its first success, so its return is a truncated sum that would rank a method that succeeds
 sooner lower.
 
-The protocol id is ``v3-scripted-replay/<profile>``: Meta-World v3, locally generated scripted
-replay data, and the scale profile; runs of different protocols are never pooled by the stats.
+The protocol id is ``v3-scripted-replay[-<recipe>]/<profile>``: Meta-World v3, locally generated
+scripted replay data of that recipe (none for v1), and the scale profile; runs of different
+protocols are never pooled by the stats.
 """
 from __future__ import annotations
 
@@ -32,7 +33,11 @@ ALL_TASKS = -1  # the `task` of a scalar mask diagnostic (not per task)
 
 
 def protocol_id(config: dict[str, Any]) -> str:
-    return f"{PROTOCOL}/{config.get('profile', 'unknown')}"
+    """`v3-scripted-replay/<profile>`, with the data recipe when it is not v1 (configs written
+    before recipes were selectable used v1 and keep their id)."""
+    recipe = config.get("data", {}).get("recipe", "scripted-replay-v1")
+    tag = "" if recipe == "scripted-replay-v1" else "-" + recipe.removeprefix("scripted-replay-")
+    return f"{PROTOCOL}{tag}/{config.get('profile', 'unknown')}"
 
 
 def runs_folder(experiment_dir: Path) -> Path:
@@ -109,26 +114,36 @@ def collect(experiment_dir: str | Path) -> tuple[pd.DataFrame, list[str]]:
             problems.append(problem)
             continue
         rows += _rows(entry, read_json(run.eval_path))
-    for entry, result in _references(experiment_dir):
+    references, left_out = _references(experiment_dir, entries)
+    for entry, result in references:
         rows += _rows(entry, result)
+    if left_out:
+        notes.append(f"{len(left_out)} reference file(s) not of this grid's runs and protocol were "
+                     f"left out: {', '.join(left_out[:3])}" + (" ..." if len(left_out) > 3 else ""))
     df = pd.DataFrame(rows, columns=[*COLUMNS, *EXTRA_COLUMNS])
     df["seed"] = df["seed"].astype(int)
     return df, problems + notes
 
 
-def _references(experiment_dir: Path) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """The experiment's BC reference results (`mtrl_bench.reference`), as results entries."""
-    from mtrl_bench.reference import REFERENCES_DIR
+def _references(experiment_dir: Path, entries: list[dict[str, Any]]
+                ) -> tuple[list[tuple[dict[str, Any], dict[str, Any]]], list[str]]:
+    """The experiment's BC reference results (`mtrl_bench.reference`) that belong to its runs,
+    as results entries; and the names of the reference files left out."""
+    from mtrl_bench.grid import read_grid
+    from mtrl_bench.reference import REFERENCES_DIR, matching_references
 
+    grid = read_grid(experiment_dir) or {}
+    refs, left_out = matching_references(experiment_dir / REFERENCES_DIR, entries,
+                                         grid.get("reference_seeds"))
     out = []
-    for path in sorted((experiment_dir / REFERENCES_DIR).glob("*.json")):
-        ref = read_json(path)
+    for ref in refs:
         cfg = ref["config"]
-        out.append(({"name": path.stem, "method": ref["reference"], "label": ref["reference"],
+        name = f"{ref['reference']}__{cfg['suite']}__{cfg['quality']}__s{cfg['seed']}"
+        out.append(({"name": name, "method": ref["reference"], "label": ref["reference"],
                      "suite": cfg["suite"], "suite_label": ref["suite_label"],
                      "quality": cfg["quality"], "seed": cfg["seed"], "config": cfg},
                     ref["result"]))
-    return out
+    return out, left_out
 
 
 def _rows(entry: dict[str, Any], result: dict[str, Any]) -> list[dict[str, Any]]:

@@ -273,6 +273,11 @@ COMPARE_COLUMNS = (
 )
 
 
+# The BC reference rows (mtrl_bench.reference): the data's floor, shown beside the methods and
+# never tested, so they do not enlarge a table's Holm family.
+REFERENCE_ROWS = ("bc-all", "bc-top20")
+
+
 def compare(df: pd.DataFrame, reference: str = "socodt", metric: str = "success", seed: int = 0,
             alpha: float = 0.05, needed_seeds: int | None = None) -> pd.DataFrame:
     """Every method against `reference` in every cell: one row per method × cell.
@@ -280,7 +285,7 @@ def compare(df: pd.DataFrame, reference: str = "socodt", metric: str = "success"
     The whole table passed in is one Holm family (pass one paper table at a time). `mark` is
     "*" (p_holm < alpha) or "**" (p_holm < alpha / 5) on Welch's test, and is left empty when
     either method has fewer than `needed_seeds` seeds (default: `min_seeds(alpha)`, i.e. 4).
-    The reference's own row carries its n, mean and std and no test.
+    The reference's own row carries its n, mean and std and no test; so do `REFERENCE_ROWS`.
     """
     needed = min_seeds(alpha) if needed_seeds is None else needed_seeds
     scores = seed_scores(df, metric)
@@ -307,6 +312,9 @@ def _compare_one(cell: dict, metric: str, method: str, vals: np.ndarray, referen
     nan_fields = ("ref_mean", "ref_std", "diff", "ci_low", "ci_high", "t", "dof", "g",
                   "p_welch", "p_perm", "p_floor")
     row.update(dict.fromkeys(nan_fields, math.nan), ref_n=0, perm_exact=False)
+    if method in REFERENCE_ROWS:
+        row["note"] = "BC reference on the same data: not tested"
+        return row
     if ref is None:
         row["note"] = f"no {reference} runs in this cell: no test"
         return row

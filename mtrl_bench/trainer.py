@@ -201,9 +201,7 @@ def restore(c: Components, state: dict) -> int:
 
 
 def evaluate_and_log(c: Components, data: OfflineData, cfg: RunConfig, run: RunDir, step: int,
-                     device: torch.device, amp: torch.dtype | None, progress: bool,
-                     pool=None) -> dict:
-    """Evaluate the current model (on `pool`'s envs, an `EnvPool`, if given) and log it."""
+                     device: torch.device, amp: torch.dtype | None, progress: bool) -> dict:
     from mtrl_bench.evaluation import evaluate  # downstream of training; imported when used
     from mtrl_bench_envs.suites import get_suite
 
@@ -212,7 +210,7 @@ def evaluate_and_log(c: Components, data: OfflineData, cfg: RunConfig, run: RunD
         eval_cfg = dataclasses.replace(eval_cfg, episodes_per_task=eval_cfg.curve_episodes_per_task)
     result = evaluate(c.model, data, get_suite(cfg.suite), eval_cfg,
                       weights=effective_weights(c, False), device=device, amp_dtype=amp,
-                      progress=progress, pool=pool)
+                      progress=progress)
     run.log({"step": step, "kind": "eval", "success": result["success"],
              "return": result["return"], "episodes_per_task": eval_cfg.episodes_per_task,
              "task_success": [result["tasks"][t]["success"] for t in data.tasks]})
@@ -243,18 +241,6 @@ def train(cfg: RunConfig, run: RunDir, datasets: Sequence, *, resume: bool = Fal
         run.create(cfg, registry().distributions(), str(device))
     run.set_status("running", step=start)
 
-    from mtrl_bench.evaluation import EnvPool  # downstream of training; imported when used
-
-    pool = EnvPool()  # the run's evaluations share their envs (built on first use)
-    try:
-        return _loop(c, data, cfg, run, start, device, amp, progress, stop_after, pool)
-    finally:
-        pool.close()
-
-
-def _loop(c: Components, data: OfflineData, cfg: RunConfig, run: RunDir, start: int,
-          device: torch.device, amp: torch.dtype | None, progress: bool,
-          stop_after: int | None, pool) -> dict | None:
     t0 = time.time()
     bar = tqdm(range(start, cfg.train.steps), desc=f"train {cfg.method}", disable=not progress,
                initial=start, total=cfg.train.steps, dynamic_ncols=True)
@@ -269,7 +255,7 @@ def _loop(c: Components, data: OfflineData, cfg: RunConfig, run: RunDir, start: 
             bar.set_postfix(loss=f"{record['loss']:.4f}")
         done = step + 1 == cfg.train.steps
         if cfg.train.eval_interval and (step + 1) % cfg.train.eval_interval == 0 and not done:
-            evaluate_and_log(c, data, cfg, run, step + 1, device, amp, progress, pool)
+            evaluate_and_log(c, data, cfg, run, step + 1, device, amp, progress)
         if (step + 1) % cfg.train.checkpoint_interval == 0 or done:  # after logging: resumable
             run.save_checkpoint(_state(c, step + 1, cfg))
         if stop_after is not None and step + 1 - start >= stop_after and not done:
@@ -277,7 +263,7 @@ def _loop(c: Components, data: OfflineData, cfg: RunConfig, run: RunDir, start: 
             return None
     bar.close()
     train_seconds = time.time() - t0
-    result = evaluate_and_log(c, data, cfg, run, cfg.train.steps, device, amp, progress, pool)
+    result = evaluate_and_log(c, data, cfg, run, cfg.train.steps, device, amp, progress)
     result["train_seconds"] = train_seconds
     write_json(run.eval_path, result)
     run.mark_complete()

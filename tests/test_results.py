@@ -60,7 +60,44 @@ def test_collect_long_table_from_run_dirs(tmp_path):
     assert set(soco["task"]) == {*TASKS, "__mean__"}
     assert soco.set_index("task").loc["__mean__", "value"] == 0.75
     assert set(df["metric"]) == {"success"}  # early-stopped episodes: no return rows
-    assert set(df["protocol"]) == {"v3-scripted-replay/cpu"}
+    assert set(df["protocol"]) == {"v3-scripted-replay-v2/cpu"}
+
+
+def test_protocol_names_the_recipe():
+    cfg = RunConfig().to_dict()
+    assert results.protocol_id(cfg) == "v3-scripted-replay-v2/cpu"
+    cfg["data"]["recipe"] = "scripted-replay-v1"
+    assert results.protocol_id(cfg) == "v3-scripted-replay/cpu"  # as before recipes existed
+    del cfg["data"]["recipe"]
+    assert results.protocol_id(cfg) == "v3-scripted-replay/cpu"
+
+
+def _reference_file(folder: Path, config: dict, variant: str, success: float) -> None:
+    from mtrl_bench.reference import reference_protocol
+
+    tasks = {t: {"success": success, "return": 1.0, "episodes": 2} for t in TASKS}
+    name = f"{variant}__{config['suite']}__{config['quality']}__s{config['seed']}.json"
+    write_json(folder / name,
+               {"reference": variant, "suite_label": config["suite"], "config": config,
+                "protocol": reference_protocol(config, variant),
+                "result": {"tasks": tasks, "success": success, "return": 1.0}})
+
+
+def test_references_of_the_runs_are_rows_and_stale_ones_are_left_out(tmp_path):
+    run = make_run(tmp_path / "runs", "a", "socodt", 0, (1.0, 0.5))
+    config = json.loads(run.config_path.read_text())
+    folder = tmp_path / "references"
+    folder.mkdir()
+    _reference_file(folder, config, "bc-top20", 0.9)
+    other_seed = {**config, "seed": 7}  # no run of this seed
+    _reference_file(folder, other_seed, "bc-all", 0.1)
+    old = {**config, "eval": {**config["eval"], "episodes_per_task": 3}}  # another protocol
+    _reference_file(folder, old, "bc-all", 0.2)
+    (folder / "bc-all__mt5__sub-optimal__s0.json").rename(folder / "stale.json")
+    df, problems = results.collect(tmp_path)
+    means = df[df["task"] == "__mean__"].set_index("method")["value"]
+    assert dict(means) == {"socodt": 0.75, "bc-top20": 0.9}
+    assert any("2 reference file(s)" in p for p in problems)
 
 
 def test_returns_only_from_full_episodes(tmp_path):

@@ -119,6 +119,18 @@ def test_compare_matches_scipy_on_seed_means_and_applies_holm():
     assert list(stats.compare(df).columns) == list(stats.COMPARE_COLUMNS)
 
 
+def test_bc_reference_rows_are_shown_but_not_tested():
+    ref = [[0.8, 0.9], [0.7, 0.8], [0.9, 0.9]]
+    methods = {"socodt": ref, "prompt-dt": [[0.3, 0.5], [0.4, 0.5], [0.6, 0.2]]}
+    alone = stats.compare(results(methods)).set_index("method")
+    both = stats.compare(results({**methods, "bc-top20": [[1.0, 1.0], [0.9, 1.0], [1.0, 0.9]]}))
+    both = both.set_index("method")
+    assert both.loc["bc-top20", "n"] == 3 and np.isnan(both.loc["bc-top20", "p_welch"])
+    assert "not tested" in both.loc["bc-top20", "note"]
+    # the Holm family is the methods' alone
+    assert both.loc["prompt-dt", "p_holm"] == alone.loc["prompt-dt", "p_holm"]
+
+
 def test_compare_marks_with_enough_seeds_and_notes_missing_reference():
     def seeds(values: list[float]) -> list[list[float]]:
         return [[v] for v in values]
