@@ -259,12 +259,14 @@ def _comparison_section(comp: pd.DataFrame, metric: str, reference: str,
                 if method != reference:
                     detail.append(_detail_row(r, factor, dec))
             rows.append(row)
-        for j, q in enumerate(qualities, start=1):
-            values = [_lookup(group, method, q, "mean") * factor for method in methods]
+        for j, q in enumerate(qualities, start=1):  # the best method; BC rows are the floor
+            values = [math.nan if method in stats.REFERENCE_ROWS else
+                      _lookup(group, method, q, "mean") * factor for method in methods]
             _bold_best(rows, j, values, dec)
         seeds = group.set_index(["method", "quality"])["n"]
         notes = [f"Mean ± std (ddof=1) over seeds{' in ' + unit if unit else ''}. Bold: the best "
-                 "mean in each column.", _seed_note(seeds),
+                 "method's mean in each column (the BC references, bc-*, are the data's floor: "
+                 "shown, not ranked or tested).", _seed_note(seeds),
                  _marks_note(group, reference, alpha, family)]
         caption = f"{SUITE_LABELS.get(suite, suite)}, {metric}, protocol {protocol}"
         blocks.append(("table", Table(caption, "method",
@@ -305,7 +307,8 @@ def _seed_note(seeds: pd.Series) -> str:
 
 def _marks_note(group: pd.DataFrame, reference: str, alpha: float,
                 families: dict[str, int]) -> str:
-    tested = group[group["method"] != group["reference"]]
+    tested = group[(group["method"] != group["reference"])
+                   & ~group["method"].isin(stats.REFERENCE_ROWS)]
     if tested.empty:
         return f"No tests: no method besides {reference} in this table."
     needed = stats.min_seeds(alpha)
