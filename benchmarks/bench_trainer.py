@@ -7,7 +7,7 @@ FlopCounterMode) as a fraction of this machine's measured fp32 GEMM peak, and th
 bf16-autocast/fp32 cost ratio.
 
     python benchmarks/bench_trainer.py [--tasks 5 50] [--repeats 5] [--steps 5] [--threads N]
-                                       [--profile cpu|paper]
+                                       [--profile cpu|paper] [--set model.context_len=20 ...]
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from mtrl_bench.cli import _overrides
 from mtrl_bench.config import build_config
 from mtrl_bench.data import OfflineData
 from mtrl_bench.masking import MaskStrategy, random_erk_masks
@@ -52,6 +53,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5, help="steps per timing round")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads")
     ap.add_argument("--profile", default="cpu", help="the model and batch of this profile")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                    help="override a config field, as `mtrl-bench train --set` (a candidate)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     dev = torch.device("cpu")
@@ -61,7 +64,8 @@ def main() -> None:
           "GFLOP/s (unmasked) | of peak | bf16/fp32 cost |")
     print("|---|---|---|---|---|---|---|")
     for n in args.tasks:
-        cfg = build_config("prompt-dt", "mt5", "near-optimal", 0, args.profile)
+        cfg = build_config("prompt-dt", "mt5", "near-optimal", 0, args.profile,
+                           overrides=_overrides(args.set))
         data = OfflineData(fake_datasets(n), cfg.data, cfg.model)
         plain = build(cfg, data, dev)
         masked = build(cfg, data, dev)

@@ -20,8 +20,9 @@ mixture that no state explains (Prompt-DT learned little from it; DESIGN §5).
 SAC run per task, every episode in collection order): a uniform warm-up of 1% of the buffer (SAC's
 random steps before learning starts; 0.1-1% of a 1M-step buffer in common implementations), then
 a policy whose skill rises along the buffer. Its mean is coherently wrong early on, through the
-perception offset (std 8 cm, 4 cm at u = 0.2, 1.5 cm at 0.35, none from the middle of the buffer:
-SAC masters these tasks well within its 1M steps), and its i.i.d. exploration noise, which SAC
+perception offset (std 8 cm, 4 cm at u = 0.2, 1.5 cm at 0.35, none from the middle of the buffer,
+our assumption of a SAC run that has converged by then; no published curve of MTDiff's buffers
+was found), and its i.i.d. exploration noise, which SAC
 samples independently at every step given the state, falls from 1.0 to 0.3 at u = 0.3, 0.15 at
 the middle and 0.1 at the end (a tanh-Gaussian at SAC's target entropy of -1 per action
 dimension has std ~0.1). The first half holds the learning phase, the second half near-expert

@@ -150,40 +150,33 @@ def ensure_references(runs: Sequence[GridRun], experiment_dir: Path,
     The runs of one (suite, quality, seed) normally share data and evaluation settings; a grid
     whose sweep points change them gets the first point's references.
     """
+    from mtrl_bench.api import load_datasets
+    from mtrl_bench.runs import read_json, write_json
+
     folder = Path(experiment_dir) / REFERENCES_DIR
     wanted: dict[tuple, GridRun] = {}
     for r in runs:
         wanted.setdefault((r.suite, r.quality, r.seed), r)
     paths, pool = [], EnvPool()  # one pool: the references' evaluations reuse its envs
     try:
-        _compute(wanted, folder, data_dir, progress, paths, pool)
+        for (suite, quality, seed), run in wanted.items():
+            datasets = None  # loaded once per (suite, quality, seed), only if a file is missing
+            for variant in VARIANTS:
+                protocol = reference_protocol(run.config, variant)
+                path = folder / f"{variant}__{suite}__{quality}__s{seed}.json"
+                paths.append(path)
+                if path.exists() and read_json(path).get("protocol") == protocol:
+                    continue
+                cfg = RunConfig.from_dict(run.config)
+                datasets = datasets or load_datasets(cfg, data_dir, progress)
+                if progress:
+                    print(f"reference {variant}: {suite} {quality} seed {seed}")
+                write_json(path, {"reference": variant, "suite_label": run.suite_label,
+                                  "protocol": protocol, "config": run.config,
+                                  "result": bc_reference(cfg, datasets, variant, progress, pool)})
     finally:
         pool.close()
     return paths
-
-
-def _compute(wanted: dict[tuple, GridRun], folder: Path, data_dir: Path | None, progress: bool,
-             paths: list[Path], pool: EnvPool) -> None:
-    from mtrl_bench.api import load_datasets
-    from mtrl_bench.runs import read_json, write_json
-
-    for (suite, quality, seed), run in wanted.items():
-        config = run.config
-        cfg = RunConfig.from_dict(config)
-        datasets = None
-        for variant in VARIANTS:
-            protocol = reference_protocol(config, variant)
-            path = folder / f"{variant}__{suite}__{quality}__s{seed}.json"
-            paths.append(path)
-            if path.exists() and read_json(path).get("protocol") == protocol:
-                continue
-            if datasets is None:
-                datasets = load_datasets(cfg, data_dir, progress)
-            if progress:
-                print(f"reference {variant}: {suite} {quality} seed {seed}")
-            result = bc_reference(cfg, datasets, variant, progress, pool)
-            write_json(path, {"reference": variant, "suite_label": run.suite_label,
-                              "protocol": protocol, "config": config, "result": result})
 
 
 def matching_references(folder: Path, runs: list[dict], seeds: list[int] | None

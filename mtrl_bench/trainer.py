@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from mtrl_bench.config import RunConfig, config_diff
+from mtrl_bench.config import RunConfig, TrainConfig, config_diff
 from mtrl_bench.data import OfflineData
 from mtrl_bench.masking import MaskLayout, MaskStrategy, UpdateContext, mask_diagnostics
 from mtrl_bench.model import PromptDT, per_task_loss
@@ -72,7 +72,7 @@ def resolve_amp(name: str, device: torch.device) -> torch.dtype | None:
 LR_SCHEDULES = ("constant", "cosine")
 
 
-def lr_factor(t) -> Callable[[int], float]:
+def lr_factor(t: TrainConfig) -> Callable[[int], float]:
     """The learning-rate multiplier after `s` optimizer steps: linear warm-up, then the schedule."""
     if t.lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"train.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, "
