@@ -20,8 +20,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from mtrl_bench.cli import _overrides
-from mtrl_bench.config import build_config
+from mtrl_bench.config import build_config, parse_overrides
 from mtrl_bench.data import OfflineData
 from mtrl_bench.masking import MaskStrategy, random_erk_masks
 from mtrl_bench.trainer import build, train_step
@@ -65,7 +64,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for n in args.tasks:
         cfg = build_config("prompt-dt", "mt5", "near-optimal", 0, args.profile,
-                           overrides=_overrides(args.set))
+                           overrides=parse_overrides(args.set))
         data = OfflineData(fake_datasets(n), cfg.data, cfg.model)
         plain = build(cfg, data, dev)
         masked = build(cfg, data, dev)

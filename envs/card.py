@@ -1,19 +1,18 @@
-"""Dataset cards (card.json + CARD.md), checksums, atomic file writes and per-task statistics."""
+"""Dataset cards (card.json + CARD.md), checksums and per-task statistics."""
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import zipfile
-from collections.abc import Callable, Mapping
-from importlib import metadata
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 from tabulate import tabulate
 
-from mtrl_bench_envs.suites import EPISODE_LENGTH, MT50_ORDER, unknown_name_message
+from mtrl_bench_envs.common import atomic_write, package_versions, unknown_name_message
+from mtrl_bench_envs.suites import EPISODE_LENGTH, MT50_ORDER
 
 CARD_FORMAT = 1
 CARD_JSON, CARD_MD = "card.json", "CARD.md"
@@ -38,33 +37,9 @@ def quality_episodes(episodes: int, quality: str) -> int:
     return episodes if check_quality(quality) == "near-optimal" else episodes // 2
 
 
-def package_versions() -> dict[str, str]:
-    out = {}
-    for name in VERSIONED_PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write via a temp file in the same folder and os.replace: readers never see half a file,
-    and an error or Ctrl-C leaves the old file (or none) and no temp file behind."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda f: f.write(text.encode()))
+def dataset_versions() -> dict[str, str]:
+    """Versions of the packages a dataset card records."""
+    return package_versions(VERSIONED_PACKAGES)
 
 
 def save_npz(f: IO[bytes], arrays: Mapping[str, np.ndarray]) -> None:
@@ -142,8 +117,8 @@ def write_card(directory: Path, card: Mapping[str, Any]) -> None:
     directory = Path(directory)
     ordered = dict(card)
     ordered["tasks"] = dict(sorted(card["tasks"].items(), key=lambda kv: _task_order(kv[0])))
-    atomic_write_text(directory / CARD_JSON, json.dumps(ordered, indent=2) + "\n")
-    atomic_write_text(directory / CARD_MD, render_card(ordered, directory, fmt="github") + "\n")
+    atomic_write(directory / CARD_JSON, json.dumps(ordered, indent=2) + "\n")
+    atomic_write(directory / CARD_MD, render_card(ordered, directory, fmt="github") + "\n")
 
 
 def _task_order(task: str) -> int:

@@ -18,7 +18,8 @@ import numpy as np
 from tabulate import tabulate
 from tqdm import tqdm
 
-from mtrl_bench_envs.card import SIMULATION_PACKAGES, atomic_write_text, package_versions
+from mtrl_bench_envs.card import SIMULATION_PACKAGES, dataset_versions
+from mtrl_bench_envs.common import atomic_write
 from mtrl_bench_envs.parallel import imap_unordered
 from mtrl_bench_envs.recipe import make_policy, rollout
 from mtrl_bench_envs.suites import (
@@ -45,7 +46,7 @@ def load_experts() -> dict[str, Any]:
 
 def stale_versions(experts: dict[str, Any]) -> dict[str, tuple[str, str]]:
     """Simulation packages whose installed version differs from the table's: name -> (was, is)."""
-    now, was = package_versions(), experts.get("versions", {})
+    now, was = dataset_versions(), experts.get("versions", {})
     return {k: (was.get(k, "?"), now[k]) for k in SIMULATION_PACKAGES if was.get(k) != now[k]}
 
 
@@ -84,14 +85,14 @@ def compute_experts(tasks: Sequence[str] = MT50_ORDER, goals: int = NUM_GOALS,
                        f"(metaworld.MT1(task, seed={GOAL_SEED})), actions clipped to [-1, 1], "
                        f"no noise, at most {EPISODE_LENGTH} steps, stopped at first success.",
         "computed": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "versions": package_versions(),
+        "versions": dataset_versions(),
         "mean_success": round(float(np.mean([r["success"] for r in ordered.values()])), 4),
         "tasks": ordered,
     }
 
 
 def write_experts(experts: dict[str, Any], path: Path) -> None:
-    atomic_write_text(Path(path), json.dumps(experts, indent=2) + "\n")
+    atomic_write(Path(path), json.dumps(experts, indent=2) + "\n")
 
 
 def experts_table(experts: dict[str, Any], fmt: str = "simple") -> str:

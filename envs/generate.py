@@ -25,14 +25,14 @@ from mtrl_bench_envs.card import (
     SIMULATION_PACKAGES,
     DatasetError,
     along_buffer,
-    atomic_write,
-    package_versions,
+    dataset_versions,
     quality_stats,
     read_card,
     save_npz,
     sha256_file,
     write_card,
 )
+from mtrl_bench_envs.common import atomic_write
 from mtrl_bench_envs.parallel import imap_unordered
 from mtrl_bench_envs.recipe import RECIPE, Recipe, make_policy, plan_episode, rollout
 from mtrl_bench_envs.suites import (
@@ -140,7 +140,7 @@ def new_card(suite: Suite, episodes: int, seed: int, recipe: Recipe) -> dict[str
         "episodes": episodes,
         "episode_length": EPISODE_LENGTH,
         "goal_mode": goal_mode(suite),
-        "versions": package_versions(),
+        "versions": dataset_versions(),
         "tasks": {},
     }
 

@@ -87,7 +87,7 @@ RECIPE = V2  # the default
 
 def get_recipe(name: str) -> Recipe:
     if name not in RECIPES:
-        from mtrl_bench_envs.suites import unknown_name_message
+        from mtrl_bench_envs.common import unknown_name_message
 
         raise ValueError(unknown_name_message("recipe", name, tuple(RECIPES)))
     return RECIPES[name]

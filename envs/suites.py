@@ -1,11 +1,12 @@
 """Meta-World v3 task suites (HarmoDT's fixed task order) and a correctly seeded env factory."""
 from __future__ import annotations
 
-import difflib
 import functools
 from dataclasses import dataclass
 
 import numpy as np
+
+from mtrl_bench_envs.common import unknown_name_message
 
 # HarmoDT's fixed MT50 order (config/MetaWorld/task.json), renamed to -v3. MT5 and MT30 are its
 # prefixes, not random draws, so tables line up with the paper's task sets.
@@ -64,13 +65,6 @@ SUITES: dict[str, Suite] = {
               description="30 tasks drawn from MT50 with seed 0 (paper Table 3)"),
     )
 }
-
-
-def unknown_name_message(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> str:
-    """One-line error for an unknown name, with a close-match suggestion when there is one."""
-    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
-    hint = f" Did you mean '{close[0]}'?" if close else ""
-    return f"unknown {kind} '{name}'.{hint} Valid: {', '.join(valid)}"
 
 
 def get_suite(name: str) -> Suite:

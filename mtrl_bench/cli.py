@@ -10,16 +10,6 @@ from tabulate import tabulate
 DEFAULT_RUNS = Path("runs")
 
 
-def _overrides(pairs: list[str]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise ValueError(f"--set expects section.field=value, got {pair!r}")
-        out[key.strip()] = value.strip()
-    return out
-
-
 def cmd_methods(args: argparse.Namespace) -> int:
     from mtrl_bench.plugins import registry
 
@@ -39,8 +29,9 @@ def _print_eval(result: dict) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from mtrl_bench.api import prepare_run, run_training
+    from mtrl_bench.config import parse_overrides
 
-    overrides = _overrides(args.set)
+    overrides = parse_overrides(args.set)
     if args.steps is not None:
         overrides["train.steps"] = str(args.steps)
     cfg, run = prepare_run(args.method, args.suite, args.quality, args.seed, args.profile,

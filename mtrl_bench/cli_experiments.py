@@ -5,36 +5,13 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-from tabulate import tabulate
+if TYPE_CHECKING:
+    import pandas as pd
 
 DEFAULT_EXPERIMENT = "quick"
 RESULTS_ROOT = Path("results")
-
-
-def _comparison_table(df: pd.DataFrame, reference: str) -> str:
-    """The significance-tested comparison of task-averaged success, one row per method × cell."""
-    from mtrl_bench import stats
-
-    comp = stats.compare(df, reference, "success")
-    if comp.empty:
-        return "(no success values to compare)"
-    rows = []
-    for r in comp.itertuples(index=False):
-        test = r.method != reference and not pd.isna(r.diff)
-        rows.append([
-            r.suite, r.quality, r.method, r.n,
-            f"{100 * r.mean:.1f} ± {100 * r.std:.1f}" if r.n > 1 else f"{100 * r.mean:.1f}",
-            f"{100 * r.diff:+.1f}" if test else "", _p(r.p_welch), _p(r.p_perm), _p(r.p_holm),
-            r.mark, r.note])
-    headers = ["suite", "quality", "method", "seeds", "success %", f"Δ vs {reference}",
-               "p Welch", "p perm.", "p Holm", "", "note"]
-    return tabulate(rows, headers=headers, disable_numparse=True)
-
-
-def _p(p: float) -> str:
-    return "" if pd.isna(p) else f"{p:.3g}"
 
 
 def _report(experiment_dir: Path, reference: str, out: Path | None = None,
@@ -54,7 +31,7 @@ def _report(experiment_dir: Path, reference: str, out: Path | None = None,
                          + (f" ({len(problems)} unfinished, listed above)" if problems else
                             " (no run directories found)"))
     out.mkdir(parents=True, exist_ok=True)
-    from mtrl_bench.runs import atomic_write
+    from mtrl_bench_envs.common import atomic_write
 
     atomic_write(out / "results.csv", df.to_csv(index=False))
     files = [out / "results.csv", *write_report(df, out, reference=reference)]
@@ -71,10 +48,11 @@ def _report(experiment_dir: Path, reference: str, out: Path | None = None,
 
 def cmd_run(args: argparse.Namespace) -> int:
     from mtrl_bench import grid, harness
-    from mtrl_bench.cli import _overrides  # the one parser of --set pairs
+    from mtrl_bench.config import parse_overrides
+    from mtrl_bench.report import comparison_text
 
     exp = grid.with_overrides(grid.load_experiment(args.experiment), args.profile,
-                              _overrides(args.set))
+                              parse_overrides(args.set))
     out = (args.out or RESULTS_ROOT / exp.name).resolve()
     # grid.json lists the whole grid, so a report after --only-method says what is still missing
     runs = grid.expand(exp, out / "runs", device=args.device)
@@ -110,7 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"  {s['state']}: {s['run']}: {s.get('error', '')}")
     df, _ = _report(out, args.reference, quiet=args.quiet)
     print()
-    print(_comparison_table(df, args.reference))
+    print(comparison_text(df, args.reference))
     print(f"\nreport: {out / 'report.md'}")
     return 1 if counts["failed"] else 0
 
@@ -120,8 +98,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not experiment_dir.is_dir():
         raise FileNotFoundError(f"no such experiment directory: {experiment_dir}")
     df, _ = _report(experiment_dir, args.reference, out=args.out)
+    from mtrl_bench.report import comparison_text
     print()
-    print(_comparison_table(df, args.reference))
+    print(comparison_text(df, args.reference))
     return 0
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import tomllib
 
-from mtrl_bench_envs.card import QUALITIES  # defined once, where the datasets are
+from mtrl_bench_envs.card import check_quality  # qualities are defined where the datasets are
 
 
 @dataclass
@@ -116,7 +116,7 @@ PROFILES = ("smoke", "cpu", "paper")
 def load_profile(name: str) -> dict[str, dict[str, Any]]:
     """A profile is a TOML file of scale fields: [model], [data], [train], [eval]."""
     if name not in PROFILES:
-        from mtrl_bench_envs.suites import unknown_name_message
+        from mtrl_bench_envs.common import unknown_name_message
 
         raise ConfigError(unknown_name_message("profile", name, PROFILES))
     text = resources.files("mtrl_bench").joinpath(f"profiles/{name}.toml").read_text()
@@ -142,6 +142,17 @@ def _coerce(section: str, obj: Any, key: str, value: Any) -> Any:
     return value
 
 
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    """Command-line ``--set section.field=value`` pairs -> {"section.field": "value"}."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects section.field=value, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
 def apply_section(section: str, obj: Any, values: dict[str, Any]) -> None:
     for key, value in values.items():
         setattr(obj, key, _coerce(section, obj, key, value))
@@ -151,10 +162,10 @@ def build_config(method: str, suite: str, quality: str, seed: int, profile: str 
                  device: str = "auto", overrides: dict[str, Any] | None = None,
                  method_config_cls: type | None = None) -> RunConfig:
     """Resolve a run config: dataclass defaults <- profile <- `section.field` overrides."""
-    if quality not in QUALITIES:
-        from mtrl_bench_envs.suites import unknown_name_message
-
-        raise ConfigError(unknown_name_message("quality", quality, QUALITIES))
+    try:
+        check_quality(quality)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     cfg = RunConfig(method=method, suite=suite, quality=quality, seed=seed, profile=profile,
                     device=device)
     method_cfg = method_config_cls() if method_config_cls else None

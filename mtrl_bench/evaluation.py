@@ -19,12 +19,11 @@ from tqdm.auto import tqdm
 
 from mtrl_bench.config import EvalConfig
 from mtrl_bench.data import OfflineData
-from mtrl_bench.model import PromptDT, Segments
+from mtrl_bench.model import PromptDT, Segments, Weights
 from mtrl_bench_envs.suites import EPISODE_LENGTH, Suite, make_env, set_goal
 
 __all__ = ["EnvPool", "History", "ScriptedExpert", "batch_index", "env_specs", "evaluate"]
 
-Weights = dict[str, torch.Tensor]
 
 SUCCESS_EPS = 1e-8  # reference code: an episode succeeded if info["success"] > 1e-8 at any step
 MAX_ENVS = 100  # a live Meta-World env holds ~25 MB; bigger runs go in waves of episodes

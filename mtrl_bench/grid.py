@@ -99,7 +99,7 @@ def load_experiment(name_or_path: str | Path) -> Experiment:
         return parse_experiment(path.read_text(), str(path), path.stem)
     names = builtin_experiments()
     if str(name_or_path) not in names:
-        from mtrl_bench_envs.suites import unknown_name_message
+        from mtrl_bench_envs.common import unknown_name_message
 
         raise ValueError(unknown_name_message("experiment", str(name_or_path), names)
                          + " (or give the path of a .toml file)")
@@ -159,7 +159,7 @@ def parse_experiment(text: str, source: str, name: str) -> Experiment:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{source}: malformed TOML: {exc}") from None  # names line and column
-    from mtrl_bench_envs.suites import unknown_name_message
+    from mtrl_bench_envs.common import unknown_name_message
 
     for key in data:
         if key not in GRID_KEYS:
@@ -246,9 +246,11 @@ def _method_fields(method: str) -> set[str]:
 
 def _validate_names(exp: Experiment, methods: Sequence[str]) -> None:
     """Every name of the grid, before anything is built or run (close-match suggestions)."""
-    from mtrl_bench.config import QUALITIES, load_profile
+    from mtrl_bench.config import load_profile
     from mtrl_bench.plugins import registry
-    from mtrl_bench_envs.suites import get_suite, unknown_name_message
+    from mtrl_bench_envs.card import check_quality
+    from mtrl_bench_envs.common import unknown_name_message
+    from mtrl_bench_envs.suites import get_suite
 
     reg = registry()
     for method in methods:
@@ -256,8 +258,7 @@ def _validate_names(exp: Experiment, methods: Sequence[str]) -> None:
     for suite in exp.suites:
         get_suite(suite.replace(SEED_FIELD, str(exp.seeds[0])))
     for quality in exp.qualities:
-        if quality not in QUALITIES:
-            raise ValueError(unknown_name_message("quality", quality, QUALITIES))
+        check_quality(quality)
     load_profile(exp.profile)
     keys = {k for k in exp.overrides} | {p for k in exp.axes for p in k.split(",")}
     keys |= {p for s in exp.sweeps for k in s.axes for p in k.split(",")}
@@ -293,7 +294,7 @@ def expand(exp: Experiment, runs_root: Path, only_methods: Iterable[str] | None 
            device: str = "auto") -> list[GridRun]:
     """Validate the experiment and list its runs (deduplicated by resolved config)."""
     from mtrl_bench.api import prepare_run
-    from mtrl_bench_envs.suites import unknown_name_message
+    from mtrl_bench_envs.common import unknown_name_message
 
     try:
         _validate_names(exp, exp.methods)  # the whole grid, whatever subset runs now
@@ -341,7 +342,7 @@ def expand(exp: Experiment, runs_root: Path, only_methods: Iterable[str] | None 
 
 def write_grid(exp: Experiment, runs: Sequence[GridRun], out: Path) -> None:
     """experiment.toml (as written) and grid.json (every run, its label and sweeps)."""
-    from mtrl_bench.runs import atomic_write
+    from mtrl_bench_envs.common import atomic_write
 
     atomic_write(out / "experiment.toml", exp.text)
     write_json(out / "grid.json", {"experiment": exp.name, "source": exp.source,

@@ -52,7 +52,7 @@ def _locked_by(lock: RunLock) -> str:
 
 def record_failure(run: RunDir, error: str, details: str = "") -> None:
     """A failed run keeps its files; status.json and error.txt say what went wrong."""
-    from mtrl_bench.runs import atomic_write
+    from mtrl_bench_envs.common import atomic_write
 
     run.set_status("failed", error=error, host=socket.gethostname(), pid=os.getpid())
     atomic_write(run.path / "error.txt", (details or error).rstrip() + "\n")

@@ -8,8 +8,6 @@ when there was nothing to draw.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from mtrl_bench.report import axis_label, metric_scale
 from mtrl_bench.stats import MEAN_TASK, order_key
+from mtrl_bench_envs.common import atomic_write
 
 # Panel order of the mask diagnostics; keys a method logs beyond these follow alphabetically.
 MASK_PANELS = {
@@ -40,15 +40,7 @@ TASK_ALL = -1
 
 def _save(fig: Figure, path: Path) -> Path:
     """Write atomically, so a half-written PNG never stands in for a plot."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight"))
     return path
 
 
@@ -68,7 +60,8 @@ def _sorted(values: Iterable[str], column: str) -> list[str]:
 
 
 def _scale(metric: str) -> tuple[float, str]:
-    return (100.0, "success (%)") if metric == "success" else (1.0, metric)
+    """(display factor, axis label), as in the report."""
+    return metric_scale(metric)[0], axis_label(metric)
 
 
 def _band(ax: Any, x: np.ndarray, groups: pd.DataFrame, label: str) -> None:

@@ -111,7 +111,7 @@ class Registry:
     # -- lookup ------------------------------------------------------------------------------
     def method(self, name: str) -> LoadedMethod:
         if name not in self.methods:
-            from mtrl_bench_envs.suites import unknown_name_message
+            from mtrl_bench_envs.common import unknown_name_message
 
             raise KeyError(unknown_name_message("method", name, sorted(self.methods)))
         return self.methods[name]

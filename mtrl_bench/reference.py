@@ -117,7 +117,7 @@ def bc_reference(cfg: RunConfig, datasets: list, variant: str, progress: bool = 
     from mtrl_bench_envs.suites import get_suite
 
     if variant not in VARIANTS:
-        from mtrl_bench_envs.suites import unknown_name_message
+        from mtrl_bench_envs.common import unknown_name_message
 
         raise ValueError(unknown_name_message("reference", variant, tuple(VARIANTS)))
     bc = VARIANTS[variant]

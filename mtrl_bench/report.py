@@ -16,8 +16,6 @@ here (booktabs), so no templating dependency is needed.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +25,7 @@ from tabulate import tabulate
 
 from mtrl_bench import stats
 from mtrl_bench.stats import CELL, DEFAULT_REPS, METHOD_ORDER, QUALITY_ORDER, SUITE_ORDER
+from mtrl_bench_envs.common import atomic_write
 
 DEFAULT_PAPER_DIR = Path(__file__).resolve().parents[1] / "results" / "paper"
 PAPER_COLUMNS = ("table", "paper_method", "method", "suite", "quality", "metric", "mean", "std")
@@ -84,7 +83,7 @@ Block = tuple[str, object]  # ("h2" | "h3" | "p" | "list", text or items) or ("t
 
 # --------------------------------------------------------------------------- formatting
 
-def _scale(metric: str) -> tuple[float, int, str]:
+def metric_scale(metric: str) -> tuple[float, int, str]:
     """(factor, decimals, unit) for displaying a metric: success in %, like the paper."""
     if metric == "success":
         return 100.0, 2, "%"
@@ -98,7 +97,7 @@ def _num(x: float, decimals: int) -> str:
 
 
 def _mean_std(mean: float, std: float, metric: str) -> str:
-    factor, dec, _ = _scale(metric)
+    factor, dec, _ = metric_scale(metric)
     if math.isnan(mean):
         return "—"
     if math.isnan(std):
@@ -106,8 +105,12 @@ def _mean_std(mean: float, std: float, metric: str) -> str:
     return f"{mean * factor:.{dec}f} ± {std * factor:.{dec}f}"
 
 
-def _p(p: float) -> str:
-    return "—" if math.isnan(p) else f"{p:.3g}"
+def axis_label(metric: str) -> str:
+    return f"{metric} (%)" if metric_scale(metric)[2] == "%" else metric
+
+
+def format_p(p: float) -> str:
+    return "—" if pd.isna(p) else f"{p:.3g}"
 
 
 def _interval(point: float, lo: float, hi: float, factor: float, dec: int) -> str:
@@ -240,7 +243,7 @@ def _missing(df: pd.DataFrame, metric: str, reference: str) -> list[str]:
 
 def _comparison_section(comp: pd.DataFrame, metric: str, reference: str,
                         alpha: float) -> list[Block]:
-    factor, dec, unit = _scale(metric)
+    factor, dec, unit = metric_scale(metric)
     blocks: list[Block] = [("h3", f"Metric: {metric}" + (f" ({unit})" if unit else ""))]
     family = {metric: int(comp["p_welch"].notna().sum())}
     for (suite, protocol), group in comp.groupby(["suite", "protocol"], sort=False):
@@ -292,7 +295,7 @@ def _detail_row(r: pd.Series, factor: float, dec: int) -> list[Cell]:
         diff = _num(r["diff"] * factor, dec)
     return [Cell(r["method"]), Cell(QUALITY_LABELS.get(r["quality"], r["quality"])),
             Cell(f"{r['n']} vs {r['ref_n']}"), Cell(diff), Cell(_num(r["g"], 2)),
-            Cell(_p(r["p_welch"])), Cell(_p(r["p_perm"])), Cell(_p(r["p_holm"])),
+            Cell(format_p(r["p_welch"])), Cell(format_p(r["p_perm"])), Cell(format_p(r["p_holm"])),
             Cell(r["note"] or "")]
 
 
@@ -372,7 +375,7 @@ def _paper_layout(layout: Layout, comps: dict[str, pd.DataFrame], paper: pd.Data
                              & (group["quality"] == q) & (group["metric"] == k)]
                 theirs = paper_t[(paper_t["method"] == method) & (paper_t["suite"] == s)
                                  & (paper_t["quality"] == q) & (paper_t["metric"] == k)]
-                factor, dec, unit = _scale(k)
+                factor, dec, unit = metric_scale(k)
                 paper_row = theirs.iloc[0] if len(theirs) else None
                 p_mean = float(paper_row["mean"]) if paper_row is not None else math.nan
                 p_std = float(paper_row["std"]) if paper_row is not None else math.nan
@@ -398,7 +401,7 @@ def _paper_layout(layout: Layout, comps: dict[str, pd.DataFrame], paper: pd.Data
             group_name = _cell_name(s, q) + (f", {k}" if len(layout.metrics) > 1 else "")
             columns += [(group_name, "ours"), (group_name, "paper")]
         for j, (s, q, k) in enumerate(cols):
-            dec = _scale(k)[1]
+            dec = metric_scale(k)[1]
             _bold_best(rows, 1 + 2 * j, values[(s, q, k, "ours")], dec)
             _bold_best(rows, 2 + 2 * j, values[(s, q, k, "paper")], dec)
         families = {k: int(comps[k]["p_welch"].notna().sum()) for k in layout.metrics
@@ -441,7 +444,7 @@ def _describe_gaps(gaps: list[tuple[str, str, str, str]], layout: Layout) -> str
 
 def _aggregate_section(agg: pd.DataFrame, metric: str, reference: str, reps: int,
                        seed: int) -> list[Block]:
-    factor, dec, unit = _scale(metric)
+    factor, dec, unit = metric_scale(metric)
     blocks: list[Block] = [("h2", f"(c) Aggregates: {metric}"), ("p", (
         f"IQM (the mean of the middle 50% of all run × task scores) and the mean, with 95% "
         f"stratified-bootstrap intervals (runs resampled within each task; {reps} resamples, "
@@ -572,18 +575,26 @@ def _spans(groups: list[str]) -> list[tuple[str, int, int]]:
     return spans
 
 
+def comparison_text(df: pd.DataFrame, reference: str) -> str:
+    """The significance-tested comparison of task-averaged success, one row per method × cell."""
+    comp = stats.compare(df, reference, "success")
+    if comp.empty:
+        return "(no success values to compare)"
+    rows = []
+    for r in comp.itertuples(index=False):
+        test = r.method != reference and not pd.isna(r.diff)
+        rows.append([
+            r.suite, r.quality, r.method, r.n,
+            f"{100 * r.mean:.1f} ± {100 * r.std:.1f}" if r.n > 1 else f"{100 * r.mean:.1f}",
+            f"{100 * r.diff:+.1f}" if test else "",
+            format_p(r.p_welch), format_p(r.p_perm), format_p(r.p_holm),
+            r.mark, r.note])
+    headers = ["suite", "quality", "method", "seeds", "success %", f"Δ vs {reference}",
+               "p Welch", "p perm.", "p Holm", "", "note"]
+    return tabulate(rows, headers=headers, disable_numparse=True)
+
+
 # --------------------------------------------------------------------------- entry point
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
 
 def write_report(df: pd.DataFrame, out_dir: str | Path, reference: str = "socodt",
                  paper_dir: str | Path | None = DEFAULT_PAPER_DIR, metric: str = "success",
@@ -632,7 +643,7 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, reference: str = "socodt
     }
     paths = []
     for name, text in files.items():
-        _atomic_write(out / name, text)
+        atomic_write(out / name, text)
         paths.append(out / name)
     return paths
 

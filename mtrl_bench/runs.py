@@ -6,7 +6,6 @@ half-written result; the metrics log is append-only and cut back to the checkpoi
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import platform
 import subprocess
@@ -17,13 +16,7 @@ from typing import Any
 import torch
 
 from mtrl_bench.config import RunConfig
-from mtrl_bench_envs.card import atomic_write as write_atomically
-
-
-def atomic_write(path: Path, data: bytes | str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = data.encode() if isinstance(data, str) else data
-    write_atomically(path, lambda f: f.write(payload))
+from mtrl_bench_envs.common import atomic_write, package_versions
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -42,14 +35,7 @@ def run_name(cfg: RunConfig) -> str:
     return f"{cfg.suite}__{cfg.method}__{cfg.quality}__s{cfg.seed}__{config_hash(cfg)}"
 
 
-def _versions() -> dict[str, str]:
-    out = {}
-    for dist in ("mtrl-bench", "torch", "metaworld", "mujoco", "gymnasium", "numpy", "pluggy"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[dist] = "not installed"
-    return out
+MANIFEST_PACKAGES = ("mtrl-bench", "torch", "metaworld", "mujoco", "gymnasium", "numpy", "pluggy")
 
 
 def _git_revision() -> str | None:
@@ -79,7 +65,8 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         write_json(self.config_path, cfg.to_dict())
         write_json(self.manifest_path, {
-            "versions": _versions(), "plugins": plugins, "git": _git_revision(),
+            "versions": package_versions(MANIFEST_PACKAGES), "plugins": plugins,
+            "git": _git_revision(),
             "python": platform.python_version(), "platform": platform.platform(),
             "device": device, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         })
@@ -120,7 +107,7 @@ class RunDir:
 
     # -- checkpoint ----------------------------------------------------------------------------
     def save_checkpoint(self, state: dict[str, Any]) -> None:
-        write_atomically(self.checkpoint_path, lambda f: torch.save(state, f))
+        atomic_write(self.checkpoint_path, lambda f: torch.save(state, f))
 
     def load_checkpoint(self) -> dict[str, Any] | None:
         if not self.checkpoint_path.exists():

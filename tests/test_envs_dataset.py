@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from mtrl_bench_envs import generate
-from mtrl_bench_envs.card import atomic_write, read_card
+from mtrl_bench_envs.card import read_card
+from mtrl_bench_envs.common import atomic_write
 from mtrl_bench_envs.dataset import (
     DatasetError,
     dataset_dir,

@@ -1,0 +1,52 @@
+"""Helpers every layer shares: atomic file writes, unknown-name messages, package versions.
+
+This package sits at the bottom of the import graph (the core and the method plugins import it,
+it imports neither), so these live here once.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Callable, Iterable
+from importlib import metadata
+from pathlib import Path
+from typing import IO
+
+
+def atomic_write(path: Path, data: bytes | str | Callable[[IO[bytes]], None]) -> None:
+    """Write bytes, text or whatever ``data(f)`` writes, via a temp file in the same folder and
+    os.replace: readers never see half a file, and an error or Ctrl-C leaves the old file (or
+    none) and no temp file behind. Creates the parent folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    write = data if callable(data) else (
+        lambda f: f.write(data.encode() if isinstance(data, str) else data))
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def unknown_name_message(kind: str, name: str, valid: Iterable[str]) -> str:
+    """One-line error for an unknown name, with a close-match suggestion when there is one."""
+    valid = list(valid)
+    close = difflib.get_close_matches(str(name), valid, n=1, cutoff=0.5)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return f"unknown {kind} '{name}'.{hint} Valid: {', '.join(valid)}"
+
+
+def package_versions(names: Iterable[str]) -> dict[str, str]:
+    """Installed version of each distribution ("not installed" when absent)."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
