@@ -76,7 +76,7 @@ class HarmoDTStrategy(MaskStrategy):
         k = scores.move_count(n, cfg.eta_max, cfg.eta_min, ctx.step, ctx.total_steps, ratio)
         if k == 0:
             return {"k_t": 0.0, "recovered": 0.0, "pruned": 0.0}
-        masks = self.masks.to(ctx.grads.device)  # the same tensor when already there
+        masks = self.masks  # on the gradients' device: the trainer places them
         grads = ctx.grads * masks if cfg.released_code_bugs else ctx.grads
         mean_grad = grads.mean(dim=0)
         active = masks == 1
@@ -92,8 +92,6 @@ class HarmoDTStrategy(MaskStrategy):
             recover = scores.topk_select(agree, moves[rows], True, ~active[rows])
             prune = scores.topk_select(prune_score, moves[rows], False, active[rows])
             masks[rows].masked_fill_(recover, 1).masked_fill_(prune, 0)  # a view: in place
-        if masks is not self.masks:
-            self.masks.copy_(masks)
         moved = float(moves.sum())
         mean_moved = moved / masks.shape[0]
         return {"k_t": float(k), "recovered": mean_moved, "pruned": mean_moved}
@@ -103,7 +101,9 @@ class HarmoDTStrategy(MaskStrategy):
 def mtrl_bench_methods() -> list[MethodSpec]:
     def spec(name: str, cls: type, what: str) -> MethodSpec:
         return MethodSpec(name, cls, erk_initialised(HarmoDTStrategy), what, CITATION,
-                          frozenset({"masks"}))
+                          diagnostics={"k_t": "k_t (entries moved per update)",
+                                       "recovered": "entries recovered per task",
+                                       "pruned": "entries pruned per task"})
 
     return [
         spec("harmodt-f", HarmoDTConfig, "HarmoDT-F: hard masks moved by agreement, Fisher prune"),

@@ -87,7 +87,7 @@ class SoCoDTStrategy(MaskStrategy):
         ratio = scores.update_ratio(ctx.total_steps, ctx.interval, cfg.reference_updates,
                                     cfg.match_total_movement)
         k = scores.move_count(n, cfg.eta_max, cfg.eta_min, t, ctx.total_steps, ratio)
-        masks = self.masks.to(ctx.grads.device)  # the same tensor when already there
+        masks = self.masks  # on the gradients' device: the trainer places them
         mean_grad = ctx.grads.mean(dim=0)
         stats: list[torch.Tensor] = []
         for rows in scores.task_chunks(num_tasks, n):
@@ -112,28 +112,36 @@ class SoCoDTStrategy(MaskStrategy):
             m.masked_fill_(recover, 1)
             sizes = [conflict.sum(1), recover.sum(1), thr_c, thr_r]
             stats.append(torch.stack([x.double() for x in sizes], dim=1))
-        if masks is not self.masks:
-            self.masks.copy_(masks)
         c_size, r_size, thr_c, thr_r = torch.cat(stats).T.cpu()
         ratio_c = (masks < 1).double().mean(dim=1).cpu()
-        out = {"conflict_size": float(c_size.mean()), "recover_size": float(r_size.mean()),
-               "conflict_ratio": float(ratio_c.mean())}
+        out: dict[str, float | list[float]] = {
+            "conflict_size": c_size.tolist(), "recover_size": r_size.tolist(),
+            "conflict_ratio": ratio_c.tolist()}
         if cfg.adaptive:
-            out |= {"beta": beta, "conflict_threshold": float(thr_c.mean()),
-                    "recover_threshold": float(thr_r.mean())}
+            out |= {"beta": beta, "conflict_threshold": thr_c.tolist(),
+                    "recover_threshold": thr_r.tolist()}
         else:
             out["k_t"] = float(k)
-        for i in range(num_tasks):
-            out |= {f"conflict_size/{i}": float(c_size[i]), f"recover_size/{i}": float(r_size[i]),
-                    f"conflict_ratio/{i}": float(ratio_c[i])}
         return out
+
+
+# Plot labels of what `update` returns (a key without a label is plotted under its name).
+DIAGNOSTICS = {
+    "conflict_size": "conflict set size |C_i|",
+    "recover_size": "recover set size |R_i|",
+    "conflict_ratio": "conflict ratio (share with M < 1)",
+    "beta": "β_t (Eq. 16 × beta_scale)",
+    "conflict_threshold": "conflict threshold Q(q1) − β·IQR",
+    "recover_threshold": "recover threshold Q_H(q3) + β·IQR_H",
+    "k_t": "k_t (entries moved per update)",
+}
 
 
 @hookimpl
 def mtrl_bench_methods() -> list[MethodSpec]:
     def spec(name: str, cls: type, what: str) -> MethodSpec:
         return MethodSpec(name, cls, erk_initialised(SoCoDTStrategy), what, CITATION,
-                          frozenset({"masks"}))
+                          diagnostics=DIAGNOSTICS)
 
     return [
         spec("socodt", SoCoDTConfig, "SoCo-DT: Fisher soft masks with TAMU (IQR) updates"),

@@ -5,14 +5,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mtrl_bench.masking import MaskStrategy, UpdateContext
+    from mtrl_bench.masking import MaskStrategy, StrategyContext, UpdateContext
     from mtrl_bench.plugins import MethodSpec, hookimpl
 
 __version__ = "0.1.0"
-__all__ = ["MaskStrategy", "MethodSpec", "UpdateContext", "hookimpl", "__version__"]
+__all__ = ["MaskStrategy", "MethodSpec", "StrategyContext", "UpdateContext", "hookimpl",
+           "__version__"]
 
 # Imported on first use, so commands that never touch torch (`--help`, `data ...`) start fast.
-_HOMES = {"MaskStrategy": "masking", "UpdateContext": "masking", "MethodSpec": "plugins",
+_HOMES = {"MaskStrategy": "masking", "StrategyContext": "masking", "UpdateContext": "masking",
+          "MethodSpec": "plugins",
           "hookimpl": "plugins"}
 
 

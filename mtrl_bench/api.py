@@ -1,76 +1,205 @@
-"""The programmatic entry points the CLI and the harness share: prepare, train, evaluate a run."""
+"""A Run: one training run's identity, its execution settings and its directory, end to end.
+
+The CLI and the harness share this: `Run.prepare` resolves a config and finds the run's
+directory (named by the identity only), `Run.train` creates or resumes that directory, drives the
+`Trainer` (which only trains), logs, checkpoints, evaluates and stores; `Run.evaluate` scores a
+stored checkpoint again.
+"""
 from __future__ import annotations
 
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from mtrl_bench.config import RunConfig, build_config
+from mtrl_bench.config import (
+    Execution,
+    RunConfig,
+    build_config,
+    build_execution,
+    config_diff,
+    split_overrides,
+)
 from mtrl_bench.plugins import registry
-from mtrl_bench.runs import RunDir, write_json
+from mtrl_bench.runs import RunDir, run_name, write_json
 
 
-def prepare_run(method: str, suite: str, quality: str, seed: int, profile: str = "cpu",
-                device: str = "auto", overrides: dict | None = None, out: Path | None = None,
-                runs_root: Path = Path("runs")) -> tuple[RunConfig, RunDir]:
-    """Validate names, resolve the config and pick the run directory (named by the config)."""
-    from mtrl_bench.runs import run_name
-    from mtrl_bench_envs.suites import get_suite
-
-    spec = registry().method(method).spec
-    get_suite(suite)
-    cfg = build_config(method, suite, quality, seed, profile, device, overrides,
-                       method_config_cls=spec.config_cls)
-    return cfg, RunDir(out if out is not None else Path(runs_root) / run_name(cfg))
+class ConfigMismatch(ValueError):
+    """A checkpoint was made with a different config than the one asked to resume it."""
 
 
-def load_datasets(cfg: RunConfig, data_dir: Path | None = None, progress: bool = True) -> list:
+def load_datasets(cfg: RunConfig, data_dir: str | Path | None = None,
+                  progress: bool = True) -> list:
     """The run's datasets, generated first if missing."""
     from mtrl_bench_envs.dataset import ensure_dataset, load_dataset
     from mtrl_bench_envs.suites import get_suite
 
     suite = get_suite(cfg.suite)
-    directory = ensure_dataset(suite, cfg.data.episodes, cfg.data.data_seed, root=data_dir,
-                               progress=progress, recipe=cfg.data.recipe)
+    directory = ensure_dataset(suite, cfg.data.episodes, cfg.data.data_seed,
+                               root=Path(data_dir) if data_dir else None, progress=progress,
+                               recipe=cfg.data.recipe)
     return load_dataset(directory, suite.tasks, cfg.quality)
 
 
-def run_training(cfg: RunConfig, run: RunDir, resume: bool = False, data_dir: Path | None = None,
-                 progress: bool = True, stop_after: int | None = None) -> dict | None:
-    from mtrl_bench.trainer import train
+@dataclass
+class Run:
+    config: RunConfig  # identity: hashed into the directory name
+    execution: Execution  # how: recorded in the manifest, never hashed
+    dir: RunDir
 
-    return train(cfg, run, load_datasets(cfg, data_dir, progress), resume=resume,
-                 progress=progress, stop_after=stop_after)
+    # -- finding runs ----------------------------------------------------------------------------
+    @classmethod
+    def prepare(cls, method: str, suite: str, quality: str, seed: int, profile: str = "cpu",
+                overrides: dict[str, Any] | None = None,
+                execution: dict[str, Any] | Execution | None = None, out: Path | None = None,
+                runs_root: Path = Path("runs")) -> Run:
+        """Validate names, resolve the config and execution, and find the run's directory.
 
+        `overrides` may mix config fields and execution settings (`execution.threads`, or the
+        aliases `train.threads`, `train.amp`, `device`); only the config fields name the run.
+        """
+        from mtrl_bench_envs.suites import get_suite
 
-def evaluate_run(path: Path, episodes: int | None = None, data_dir: Path | None = None,
-                 progress: bool = True) -> dict:
-    """Re-evaluate a run's last checkpoint; writes eval_<episodes>.json beside eval.json."""
-    from mtrl_bench.data import OfflineData
-    from mtrl_bench.evaluation import evaluate
-    from mtrl_bench.trainer import (
-        build,
-        effective_weights,
-        resolve_amp,
-        resolve_device,
-        restore,
-    )
-    from mtrl_bench_envs.suites import get_suite
+        spec = registry().method(method).spec
+        get_suite(suite)
+        config_overrides, settings = split_overrides(overrides or {})
+        cfg = build_config(method, suite, quality, seed, profile, config_overrides,
+                           method_config_cls=spec.config_cls)
+        if isinstance(execution, Execution):
+            ex = execution.with_settings(**settings)
+        else:
+            ex = build_execution(profile, {**(execution or {}), **settings})
+        path = out if out is not None else Path(runs_root) / run_name(cfg)
+        return cls(cfg, ex, RunDir(path))
 
-    run = RunDir(path)
-    cfg = run.config()
-    state = run.load_checkpoint()
-    if state is None:
-        raise FileNotFoundError(f"{run.path} has no checkpoint to evaluate")
-    if episodes is not None:
-        if episodes <= 0:
-            raise ValueError(f"--episodes must be positive, got {episodes}")
-        cfg.eval.episodes_per_task = episodes
-    device = resolve_device(cfg.device)
-    data = OfflineData(load_datasets(cfg, data_dir, progress), cfg.data, cfg.model)
-    c = build(cfg, data, device)
-    restore(c, state)
-    result = evaluate(c.model, data, get_suite(cfg.suite), cfg.eval,
-                      weights=effective_weights(c, False), device=device,
-                      amp_dtype=resolve_amp(cfg.train.amp, device), progress=progress)
-    result["step"] = state["step"]
-    write_json(run.path / f"eval_{cfg.eval.episodes_per_task}.json", result)
-    return result
+    @classmethod
+    def open(cls, path: Path, execution: Execution | None = None) -> Run:
+        """An existing run directory (its config.json), with these execution settings."""
+        run_dir = RunDir(Path(path))
+        cfg = run_dir.config()
+        return cls(cfg, execution or build_execution(cfg.profile), run_dir)
+
+    @property
+    def complete(self) -> bool:
+        return self.dir.complete
+
+    # -- training --------------------------------------------------------------------------------
+    def _setup(self) -> tuple[Any, Any, Any]:
+        """(device, autocast dtype, OfflineData) for this run's execution settings."""
+        import torch
+
+        from mtrl_bench.data import OfflineData
+        from mtrl_bench.trainer import resolve_amp, resolve_device
+
+        device = resolve_device(self.execution.device)
+        torch.set_num_threads(self.execution.threads or os.cpu_count() or 1)
+        data = OfflineData(load_datasets(self.config, self.execution.data_dir,
+                                         self.execution.progress),
+                           self.config.data, self.config.model)
+        return device, resolve_amp(self.execution.amp, device), data
+
+    def train(self, resume: bool = False, stop_after: int | None = None) -> dict | None:
+        """Train (or resume) to completion and evaluate; returns the final evaluation.
+
+        stop_after: leave after that many steps, as an interruption would (for tests).
+        """
+        from tqdm.auto import tqdm
+
+        from mtrl_bench.trainer import NonFiniteLoss, Trainer
+
+        cfg, ex, run = self.config, self.execution, self.dir
+        device, amp, data = self._setup()
+        trainer = Trainer(cfg, data, device, amp)
+        start = 0
+        state = run.load_checkpoint() if resume else None
+        if state is not None:
+            saved = RunConfig.from_dict(state["config"]).to_dict()
+            diff = config_diff(saved, cfg.to_dict())
+            if diff:
+                raise ConfigMismatch(f"checkpoint in {run.path} was made with a different config: "
+                                     + "; ".join(diff))
+            start = trainer.load_state_dict(state)
+            run.truncate_metrics(start)
+        elif not resume or not run.config_path.exists():
+            run.create(cfg, registry().distributions())
+        run.record_execution(ex, device=str(device), amp=str(amp).removeprefix("torch."),
+                             resumed_at=start)
+        run.set_status("running", step=start)
+
+        t, total = cfg.train, cfg.train.steps
+        t0 = time.time()
+        bar = tqdm(total=total, initial=start, desc=f"train {cfg.method}", disable=not ex.progress,
+                   dynamic_ncols=True)
+        while trainer.step_count < total:
+            try:
+                record = trainer.step()
+            except NonFiniteLoss as exc:
+                run.set_status("failed", step=trainer.step_count + 1, error=str(exc))
+                raise
+            step = trainer.step_count
+            bar.update(1)
+            if step % t.log_interval == 0 or "mask" in record:
+                run.log(record)
+                bar.set_postfix(loss=f"{record['loss']:.4f}")
+            done = step == total
+            if t.eval_interval and step % t.eval_interval == 0 and not done:
+                self._evaluate_and_log(trainer, data, device, amp)
+            if step % t.checkpoint_interval == 0 or done:  # after logging: resumable
+                run.save_checkpoint({**trainer.state_dict(), "config": cfg.to_dict()})
+            if stop_after is not None and step - start >= stop_after and not done:
+                bar.close()
+                run.set_status("interrupted", step=step)
+                return None
+        bar.close()
+        train_seconds = time.time() - t0
+        result = self._evaluate_and_log(trainer, data, device, amp)
+        result["train_seconds"] = train_seconds
+        write_json(run.eval_path, result)
+        run.mark_complete()
+        return result
+
+    def _evaluate_and_log(self, trainer: Any, data: Any, device: Any, amp: Any) -> dict:
+        """Evaluate the trainer's current policy; a curve point before the last step uses
+        `eval.curve_episodes_per_task` episodes when set."""
+        from mtrl_bench.evaluation import evaluate
+        from mtrl_bench_envs.suites import get_suite
+
+        cfg, step = self.config, trainer.step_count
+        eval_cfg = cfg.eval
+        if step < cfg.train.steps and eval_cfg.curve_episodes_per_task:
+            eval_cfg = dataclasses.replace(eval_cfg,
+                                           episodes_per_task=eval_cfg.curve_episodes_per_task)
+        result = evaluate(trainer.model, data, get_suite(cfg.suite), eval_cfg,
+                          weights=trainer.effective_weights(), device=device, amp_dtype=amp,
+                          progress=self.execution.progress)
+        self.dir.log({"step": step, "kind": "eval", "success": result["success"],
+                      "return": result["return"], "episodes_per_task": eval_cfg.episodes_per_task,
+                      "task_success": [result["tasks"][t]["success"] for t in data.tasks]})
+        return result
+
+    # -- evaluating a stored run ---------------------------------------------------------------
+    def evaluate(self, episodes: int | None = None) -> dict:
+        """Score the run's last checkpoint again; writes eval_<episodes>.json beside eval.json."""
+        from mtrl_bench.evaluation import evaluate
+        from mtrl_bench.trainer import Trainer
+        from mtrl_bench_envs.suites import get_suite
+
+        state = self.dir.load_checkpoint()
+        if state is None:
+            raise FileNotFoundError(f"{self.dir.path} has no checkpoint to evaluate")
+        eval_cfg = self.config.eval
+        if episodes is not None:
+            if episodes <= 0:
+                raise ValueError(f"--episodes must be positive, got {episodes}")
+            eval_cfg = dataclasses.replace(eval_cfg, episodes_per_task=episodes)
+        device, amp, data = self._setup()
+        trainer = Trainer(self.config, data, device, amp)
+        trainer.load_state_dict(state)
+        result = evaluate(trainer.model, data, get_suite(self.config.suite), eval_cfg,
+                          weights=trainer.effective_weights(), device=device, amp_dtype=amp,
+                          progress=self.execution.progress)
+        result["step"] = state["step"]
+        write_json(self.dir.path / f"eval_{eval_cfg.episodes_per_task}.json", result)
+        return result

@@ -1,11 +1,17 @@
-"""The `mtrl-bench` command: each subcommand is a thin shell over the API."""
+"""The `mtrl-bench` command: each subcommand is a thin shell over the API (runs: `api.Run`;
+experiments: `grid` and `harness`; tables: `results`, `report`, `plots`)."""
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tabulate import tabulate
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DEFAULT_RUNS = Path("runs")
 
@@ -27,41 +33,209 @@ def _print_eval(result: dict) -> None:
     print(tabulate(rows, headers=["task", "success %", "return", "episodes"]))
 
 
+def _execution(args: argparse.Namespace) -> dict:
+    """Execution settings given on the command line (the profile's apply to the rest)."""
+    given = {"device": args.device, "threads": args.threads, "amp": args.amp,
+             "data_dir": str(args.data_dir) if args.data_dir else None,
+             "progress": False if args.quiet else None}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from mtrl_bench.api import prepare_run, run_training
+    from mtrl_bench.api import Run
     from mtrl_bench.config import parse_overrides
+    from mtrl_bench.runs import read_json
 
     overrides = parse_overrides(args.set)
     if args.steps is not None:
         overrides["train.steps"] = str(args.steps)
-    cfg, run = prepare_run(args.method, args.suite, args.quality, args.seed, args.profile,
-                           args.device, overrides, out=args.out, runs_root=args.runs)
+    run = Run.prepare(args.method, args.suite, args.quality, args.seed, args.profile, overrides,
+                      execution=_execution(args), out=args.out, runs_root=args.runs)
     if run.complete:
-        print(f"run already complete: {run.path} (delete it to retrain)")
-        from mtrl_bench.runs import read_json
-
-        _print_eval(read_json(run.eval_path))
+        print(f"run already complete: {run.dir.path} (delete it to retrain)")
+        _print_eval(read_json(run.dir.eval_path))
         return 0
-    if run.checkpoint_path.exists() and not args.resume:
-        raise ValueError(f"{run.path} holds an unfinished run; pass --resume to continue it")
-    result = run_training(cfg, run, resume=args.resume, data_dir=args.data_dir,
-                          progress=not args.quiet)
+    if run.dir.checkpoint_path.exists() and not args.resume:
+        raise ValueError(f"{run.dir.path} holds an unfinished run; pass --resume to continue it")
+    result = run.train(resume=args.resume)
     _print_eval(result)
-    print(f"run: {run.path}  (train {result['train_seconds']:.0f}s, eval {result['seconds']:.0f}s)")
+    print(f"run: {run.dir.path}  (train {result['train_seconds']:.0f}s, "
+          f"eval {result['seconds']:.0f}s)")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from mtrl_bench.api import evaluate_run
+    from mtrl_bench.api import Run
+    from mtrl_bench.config import build_execution
+    from mtrl_bench.runs import RunDir
 
-    result = evaluate_run(Path(args.run_dir), episodes=args.episodes, data_dir=args.data_dir,
-                          progress=not args.quiet)
-    _print_eval(result)
+    profile = RunDir(Path(args.run_dir)).config().profile
+    run = Run.open(Path(args.run_dir), build_execution(profile, _execution(args)))
+    _print_eval(run.evaluate(episodes=args.episodes))
     return 0
 
 
+def add_execution_options(p: argparse.ArgumentParser) -> None:
+    """How runs execute: never part of a run's identity (its directory name)."""
+    g = p.add_argument_group("execution (recorded in the run's manifest, not in its name)")
+    g.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: auto)")
+    g.add_argument("--threads", type=int, help="torch threads per run (default: all cores for "
+                   "one run, cores // workers in a grid; the smoke profile: 1)")
+    g.add_argument("--amp", help="bf16 autocast: auto | bf16 | none (default: auto, bf16 where "
+                   "the hardware has it)")
+    g.add_argument("--data-dir", type=Path,
+                   help="dataset root (default: $MTRL_BENCH_DATA, else ~/.cache/mtrl-bench)")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+DEFAULT_EXPERIMENT = "quick"
+RESULTS_ROOT = Path("results")
+
+
+def _report(experiment_dir: Path, reference: str, out: Path | None = None,
+            quiet: bool = False) -> tuple[pd.DataFrame, list[str]]:
+    """Results table, report and plots of an experiment directory; prints what is missing."""
+    from mtrl_bench.plots import plot_experiment
+    from mtrl_bench.report import write_report
+    from mtrl_bench.results import collect
+
+    df, problems = collect(experiment_dir)
+    out = out or experiment_dir
+    if problems:
+        print(f"{len(problems)} problem(s) in {experiment_dir}:")
+        print("\n".join(f"  - {p}" for p in problems))
+    if df.empty:
+        raise ValueError(f"{experiment_dir}: no finished run to report"
+                         + (f" ({len(problems)} unfinished, listed above)" if problems else
+                            " (no run directories found)"))
+    out.mkdir(parents=True, exist_ok=True)
+    from mtrl_bench_envs.common import atomic_write
+
+    atomic_write(out / "results.csv", df.to_csv(index=False))
+    files = [out / "results.csv", *write_report(df, out, reference=reference)]
+    if problems:  # the report says which runs it lacks, not only the terminal
+        section = "\n## Runs without results\n\n" + "".join(f"- {p}\n" for p in problems)
+        atomic_write(out / "report.md", (out / "report.md").read_text() + section)
+    files += plot_experiment(experiment_dir, df, out / "plots")
+    if not quiet:
+        print(f"wrote {len(files)} files into {out}: "
+              + ", ".join(str(f.relative_to(out)) for f in files[:8])
+              + (" ..." if len(files) > 8 else ""))
+    return df, problems
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from mtrl_bench import grid, harness
+    from mtrl_bench.config import build_execution, parse_overrides, split_overrides
+    from mtrl_bench.report import comparison_text
+
+    overrides, settings = split_overrides(parse_overrides(args.set))
+    exp = grid.with_overrides(grid.load_experiment(args.experiment), args.profile, overrides)
+    execution = build_execution(exp.profile, {**settings, **_execution(args)})
+    out = (args.out or RESULTS_ROOT / exp.name).resolve()
+    # grid.json lists the whole grid, so a report after --only-method says what is still missing
+    runs = grid.expand(exp, out / "runs")
+    grid.write_grid(exp, runs, out)
+    if args.only_method:  # expanded again to check the names (with suggestions)
+        runs = grid.expand(exp, out / "runs", only_methods=args.only_method)
+    print(f"experiment '{exp.name}' ({exp.source}): {len(runs)} runs -> {out}"
+          + (f"\n  {exp.description}" if exp.description else ""))
+    t0 = time.time()
+    workers = args.workers or harness.default_workers(execution.device)
+    summaries = harness.run_grid(runs, out / "runs", executor=args.executor, workers=workers,
+                                 execution=execution, address=args.address)
+    from mtrl_bench.reference import ensure_references
+
+    try:  # the runs are recorded already; a failed reference leaves only its rows out
+        ensure_references([r for r in runs if r.seed in exp.reference_seeds], out,
+                          data_dir=execution.data_dir, progress=execution.progress)
+    except Exception as exc:
+        print(f"warning: BC references not computed: {exc}", file=sys.stderr)
+    wall = time.time() - t0
+    from mtrl_bench.runs import write_json
+
+    write_json(out / "summary.json", {"experiment": exp.name, "executor": args.executor,
+                                      "workers": workers, "wall_seconds": round(wall, 1),
+                                      "runs": summaries})
+    counts = {s: sum(x["state"] == s for x in summaries) for s in harness.STATES}
+    print("runs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+          + f" in {wall:.0f} s")
+    for s in summaries:
+        if s["state"] in ("failed", "locked"):
+            print(f"  {s['state']}: {s['run']}: {s.get('error', '')}")
+    df, _ = _report(out, args.reference, quiet=args.quiet)
+    print()
+    print(comparison_text(df, args.reference))
+    print(f"\nreport: {out / 'report.md'}")
+    return 1 if counts["failed"] else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    experiment_dir = Path(args.experiment_dir)
+    if not experiment_dir.is_dir():
+        raise FileNotFoundError(f"no such experiment directory: {experiment_dir}")
+    df, _ = _report(experiment_dir, args.reference, out=args.out)
+    from mtrl_bench.report import comparison_text
+    print()
+    print(comparison_text(df, args.reference))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from mtrl_bench.plots import plot_run
+    from mtrl_bench.plugins import registry
+    from mtrl_bench.runs import RunDir
+
+    paths, has_masks = plot_run(Path(args.run_dir), args.out)
+    if not has_masks:
+        method = RunDir(Path(args.run_dir)).config().method
+        known = method in registry().methods
+        why = ("has no parameter masks" if known and registry().method(method).spec.strategy
+               is None else "logged no mask update yet")
+        print(f"{args.run_dir}: no mask diagnostics: method '{method}' {why}; only the "
+              "training curve is drawn")
+    if not paths:
+        raise ValueError(f"{args.run_dir}: nothing to plot yet (no metrics logged)")
+    print("\n".join(str(p) for p in paths))
+    return 0
+
+
+def add_experiment_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run an experiment grid, then report it",
+                       description="Run every run of an experiment (skipping finished ones, "
+                       "resuming interrupted ones), then write the results table, the report "
+                       "and the plots into the experiment directory.")
+    p.add_argument("experiment", nargs="?", default=DEFAULT_EXPERIMENT,
+                   help="a built-in experiment (quick, methods, table1-4, fig5) or a .toml file "
+                   f"(default: {DEFAULT_EXPERIMENT})")
+    p.add_argument("--workers", type=int,
+                   help="runs at a time, each with cores // workers torch threads (default: one "
+                   "per core on CPU, 1 with a GPU; each holds its datasets in memory)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local")
+    p.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    p.add_argument("--out", type=Path, help="experiment directory (default: results/<name>)")
+    p.add_argument("--only-method", action="append", metavar="METHOD",
+                   help="run only this method of the grid (repeatable)")
+    p.add_argument("--profile", help="override the experiment's profile (smoke | cpu | paper)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override a config field in every run (changes the runs' identity)")
+    p.add_argument("--reference", default="socodt", help="method the others are tested against")
+    add_execution_options(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="results table, report and plots of an experiment dir")
+    p.add_argument("experiment_dir")
+    p.add_argument("--reference", default="socodt")
+    p.add_argument("--out", type=Path, help="where to write (default: the experiment dir)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("plot", help="mask diagnostics and training curve of one run (PNG)")
+    p.add_argument("run_dir")
+    p.add_argument("--out", type=Path, help="where to write (default: RUN_DIR/plots)")
+    p.set_defaults(func=cmd_plot)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from mtrl_bench import cli_experiments
     from mtrl_bench_envs import cli as data_cli
 
     parser = argparse.ArgumentParser(prog="mtrl-bench", description=__doc__)
@@ -78,24 +252,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--profile", default="cpu", help="smoke | cpu | paper")
     p.add_argument("--steps", type=int, help="override train.steps")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override a config field, e.g. train.lr=3e-4 or method.alpha=10")
     p.add_argument("--out", type=Path, help="run directory (default: RUNS/<derived name>)")
     p.add_argument("--runs", type=Path, default=DEFAULT_RUNS, help="root of run directories")
-    p.add_argument("--data-dir", type=Path, help="dataset root (default: $MTRL_BENCH_DATA)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_execution_options(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a trained run's final checkpoint again")
     p.add_argument("run_dir")
     p.add_argument("--episodes", type=int, help="episodes per task (default: the run's)")
-    p.add_argument("--data-dir", type=Path)
-    p.add_argument("--quiet", action="store_true")
+    add_execution_options(p)
     p.set_defaults(func=cmd_eval)
 
-    cli_experiments.add_parsers(sub)
+    add_experiment_parsers(sub)
     return parser
 
 

@@ -1,4 +1,11 @@
-"""Typed run configuration: dataclasses, scale profiles (TOML), `section.field=value` overrides."""
+"""Typed run configuration: dataclasses, scale profiles (TOML), `section.field=value` overrides.
+
+A run is two things. Its identity, `RunConfig` (method and its hyperparameters, suite, quality,
+seed, model/data/train/eval protocol), decides the result and names the run directory. Its
+execution, `Execution` (device, threads, mixed precision, data folder, progress bars), decides only
+how fast the result comes: it is recorded in the run's manifest and never part of its name, so a
+finished run is found again whatever device or thread count asks for it.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -56,8 +63,6 @@ class TrainConfig:
     log_interval: int = 50
     checkpoint_interval: int = 500
     eval_interval: int = 0  # 0: evaluate only the final model
-    amp: str = "auto"  # auto | bf16 | fp16 | none
-    threads: int = 0  # torch intra-op threads; 0 = all cores
 
 
 @dataclass
@@ -71,14 +76,48 @@ class EvalConfig:
     seed: int = 1000  # env seeds for evaluation: seed + episode index
 
 
+AMP_MODES = ("auto", "bf16", "none")
+# Execution settings that older configs (and `--set`) name as config fields.
+EXECUTION_ALIASES = {"device": "device", "train.threads": "threads", "train.amp": "amp"}
+
+
+@dataclass
+class Execution:
+    """How a run is executed; never part of its identity (see the module docstring)."""
+
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 0  # torch intra-op threads; 0 = decided by the caller (all cores for one run)
+    # bf16 autocast: "auto" = where it pays (GPUs with bf16, CPUs with AVX-512-BF16/AMX; on an
+    # AVX2-only CPU it made a step ~5x slower, BENCHMARKS.md).
+    amp: str = "auto"
+    data_dir: str | None = None  # dataset root (None: $MTRL_BENCH_DATA or the user cache)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        from mtrl_bench_envs.common import unknown_name_message
+
+        if self.amp not in AMP_MODES:
+            raise ConfigError(unknown_name_message("amp mode", self.amp, AMP_MODES))
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
+            raise ConfigError(f"threads must be an integer >= 0, got {self.threads!r}")
+        if not isinstance(self.device, str) or not self.device:
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+    def with_settings(self, **settings: Any) -> Execution:
+        """A copy with `settings` (strings from the command line are parsed) applied."""
+        return dataclasses.replace(self, **{k: _coerce("execution", self, k, v)
+                                            for k, v in settings.items()})
+
+
 @dataclass
 class RunConfig:
-    method: str = "prompt-dt"
+    """A run's identity: everything that decides its result (hashed into its directory name)."""
+
+    method: str
     suite: str = "mt5"
     quality: str = "near-optimal"
     seed: int = 0
     profile: str = "cpu"
-    device: str = "auto"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -94,6 +133,7 @@ class RunConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
         sections = {f.name: f.type for f in fields(cls)}
+        d, _ = split_execution(d)  # written before execution settings were separated
         kwargs = dict(d)
         if "data" in d and "recipe" not in d["data"]:  # written before recipes were selectable
             d = {**d, "data": {**d["data"], "recipe": "scripted-replay-v1"}}
@@ -110,11 +150,39 @@ class ConfigError(ValueError):
     """A malformed profile, override or config file."""
 
 
+def split_execution(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(identity, execution settings) of a config dict that may still hold `device`,
+    `train.threads` or `train.amp` (as configs written before they were separated did)."""
+    identity = {k: (dict(v) if isinstance(v, dict) else v) for k, v in config.items()}
+    execution = {}
+    for dotted, name in EXECUTION_ALIASES.items():
+        section, _, key = dotted.rpartition(".")
+        holder = identity.get(section) if section else identity
+        if isinstance(holder, dict) and key in holder:
+            execution[name] = holder.pop(key)
+    return identity, execution
+
+
+def split_overrides(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(config overrides, execution settings): `execution.<field>` and the aliases
+    `train.threads`, `train.amp` and `device` set how a run executes, not what it is."""
+    config, execution = {}, {}
+    for key, value in overrides.items():
+        if key.startswith("execution."):
+            execution[key.removeprefix("execution.")] = value
+        elif key in EXECUTION_ALIASES:
+            execution[EXECUTION_ALIASES[key]] = value
+        else:
+            config[key] = value
+    return config, execution
+
+
 PROFILES = ("smoke", "cpu", "paper")
 
 
 def load_profile(name: str) -> dict[str, dict[str, Any]]:
-    """A profile is a TOML file of scale fields: [model], [data], [train], [eval]."""
+    """A profile is a TOML file of scale fields: [model], [data], [train], [eval], and the
+    execution settings it runs best with ([execution]: not part of a run's identity)."""
     if name not in PROFILES:
         from mtrl_bench_envs.common import unknown_name_message
 
@@ -128,7 +196,11 @@ def _coerce(section: str, obj: Any, key: str, value: Any) -> Any:
     types = {f.name: f.type for f in fields(obj)}
     if key not in types:
         raise ConfigError(f"unknown field '{section}.{key}'; valid: {', '.join(sorted(types))}")
-    want = {"int": int, "float": float, "bool": bool, "str": str}.get(str(types[key]), None)
+    type_name = str(types[key])
+    if type_name.endswith(" | None") and value is None:
+        return None
+    want = {"int": int, "float": float, "bool": bool, "str": str}.get(
+        type_name.removesuffix(" | None"), None)
     if isinstance(value, str) and want is not str:
         try:
             value = json.loads(value.lower() if want is bool else value)
@@ -158,19 +230,27 @@ def apply_section(section: str, obj: Any, values: dict[str, Any]) -> None:
         setattr(obj, key, _coerce(section, obj, key, value))
 
 
+def build_execution(profile: str = "cpu", settings: dict[str, Any] | None = None) -> Execution:
+    """Execution settings: defaults <- the profile's [execution] <- `settings` (which win)."""
+    execution = Execution().with_settings(**load_profile(profile).get("execution", {}))
+    return execution.with_settings(**(settings or {}))
+
+
 def build_config(method: str, suite: str, quality: str, seed: int, profile: str = "cpu",
-                 device: str = "auto", overrides: dict[str, Any] | None = None,
+                 overrides: dict[str, Any] | None = None,
                  method_config_cls: type | None = None) -> RunConfig:
-    """Resolve a run config: dataclass defaults <- profile <- `section.field` overrides."""
+    """Resolve a run config: dataclass defaults <- profile <- `section.field` overrides.
+
+    Execution settings among the overrides are an error here: `split_overrides` first."""
     try:
         check_quality(quality)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    cfg = RunConfig(method=method, suite=suite, quality=quality, seed=seed, profile=profile,
-                    device=device)
+    cfg = RunConfig(method=method, suite=suite, quality=quality, seed=seed, profile=profile)
     method_cfg = method_config_cls() if method_config_cls else None
     for section, values in load_profile(profile).items():
-        apply_section(section, getattr(cfg, section), values)
+        if section != "execution":
+            apply_section(section, getattr(cfg, section), values)
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.partition(".")
         if section == "method":
@@ -181,9 +261,11 @@ def build_config(method: str, suite: str, quality: str, seed: int, profile: str 
                                              **{key: _coerce(section, method_cfg, key, value)})
         elif section in ("model", "data", "train", "eval") and key:
             apply_section(section, getattr(cfg, section), {key: value})
+        elif dotted in EXECUTION_ALIASES or section == "execution":
+            raise ConfigError(f"'{dotted}' is an execution setting, not part of the run config")
         else:
             raise ConfigError(f"override '{dotted}' must look like section.field with section in "
-                              "model, data, train, eval, method")
+                              "model, data, train, eval, method, execution")
     if method_cfg is not None:
         cfg.method_config = dataclasses.asdict(method_cfg)
     return cfg

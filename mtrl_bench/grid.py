@@ -38,6 +38,7 @@ from typing import Any
 
 import tomllib
 
+from mtrl_bench.config import RunConfig
 from mtrl_bench.runs import read_json, write_json
 
 SECTIONS = ("model", "data", "train", "eval", "method")
@@ -231,7 +232,7 @@ class GridRun:
     suite_label: str  # the suite as tabulated: "random5" for the combinations "random5-{seed}"
     quality: str
     seed: int
-    config: dict[str, Any]
+    config: RunConfig
     sweeps: list[dict[str, Any]] = field(default_factory=list)  # [{"name", "point"}]
 
     def to_dict(self) -> dict[str, Any]:
@@ -290,10 +291,10 @@ def _label(method: str, point: dict[str, Any], base: dict[str, Any]) -> str:
     return f"{method}[{', '.join(changed)}]" if changed else method
 
 
-def expand(exp: Experiment, runs_root: Path, only_methods: Iterable[str] | None = None,
-           device: str = "auto") -> list[GridRun]:
+def expand(exp: Experiment, runs_root: Path, only_methods: Iterable[str] | None = None
+           ) -> list[GridRun]:
     """Validate the experiment and list its runs (deduplicated by resolved config)."""
-    from mtrl_bench.api import prepare_run
+    from mtrl_bench.api import Run
     from mtrl_bench_envs.common import unknown_name_message
 
     try:
@@ -320,21 +321,21 @@ def expand(exp: Experiment, runs_root: Path, only_methods: Iterable[str] | None 
                 if not k.startswith("method.") or k.removeprefix("method.") in fields_of[method]}
         suite = suite_name.replace(SEED_FIELD, str(seed))
         try:
-            cfg, run = prepare_run(method, suite, quality, seed, exp.profile, device,
-                                   {**base, **keep}, runs_root=runs_root)
+            run = Run.prepare(method, suite, quality, seed, exp.profile, {**base, **keep},
+                              runs_root=runs_root)
             if method not in base_cfg:
-                base_cfg[method] = prepare_run(method, suite, quality, seed, exp.profile, device,
-                                               base, runs_root=runs_root)[0].to_dict()
+                base_cfg[method] = Run.prepare(method, suite, quality, seed, exp.profile, base,
+                                               runs_root=runs_root).config.to_dict()
         except (KeyError, ValueError) as exc:
             msg = exc.args[0] if exc.args else str(exc)
             raise ValueError(f"{exp.source}: {method} on {suite}: {msg}") from None
-        name = run.path.name
+        name = run.dir.path.name
         entry = runs.get(name)
         if entry is None:
             entry = runs[name] = GridRun(
                 name, method, _label(method, keep, base_cfg[method]), suite,
                 suite_name.replace("-" + SEED_FIELD, "").replace(SEED_FIELD, ""), quality, seed,
-                cfg.to_dict())
+                run.config)
         if sweep is not None:
             entry.sweeps.append({"name": sweep, "point": keep})
     return list(runs.values())

@@ -6,6 +6,7 @@ instead of raising. The run lock lives in `mtrl_bench.runlock`; grids come from 
 """
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -18,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mtrl_bench.config import Execution, RunConfig
 from mtrl_bench.grid import GridRun
 from mtrl_bench.runlock import RunLock
-from mtrl_bench.runs import RunDir, read_json
+from mtrl_bench.runs import RunDir
 
 MAX_ERROR = 2000  # characters of an error kept in summaries (the full traceback is in error.txt)
 INSTALL_RAY = 'Ray is not installed; install the extra with: pip install "mtrl-bench[ray]"'
@@ -35,9 +37,8 @@ class RunTask:
 
     name: str
     path: str
-    config: dict[str, Any]
-    data_dir: str | None
-    threads: int  # torch threads for this run (config value 0 = decided by the harness)
+    config: RunConfig
+    execution: Execution  # threads decided, progress off: a worker draws no bars
 
 
 def _summary(task: RunTask, state: str, t0: float, **info: Any) -> dict[str, Any]:
@@ -60,7 +61,7 @@ def record_failure(run: RunDir, error: str, details: str = "") -> None:
 
 def execute(task: RunTask) -> dict[str, Any]:
     """Run one grid entry to completion; never raises for a failing run (it is recorded)."""
-    from mtrl_bench.config import RunConfig
+    from mtrl_bench.api import Run
 
     t0 = time.time()
     run = RunDir(Path(task.path))
@@ -72,20 +73,8 @@ def execute(task: RunTask) -> dict[str, Any]:
     try:
         if run.complete:  # finished by another harness between our check and the lock
             return _summary(task, "skipped", t0)
-        cfg = RunConfig.from_dict(task.config)
         resume = run.checkpoint_path.exists()
-        if cfg.train.threads == 0:
-            # An execution detail, not part of the run's identity (the directory name hashes the
-            # grid's config); a resumed run keeps the count it started with, as its checkpoint
-            # config must match.
-            if resume and run.config_path.exists():
-                cfg.train.threads = read_json(run.config_path)["train"]["threads"]
-            else:
-                cfg.train.threads = task.threads
-        from mtrl_bench.api import run_training
-
-        data_dir = Path(task.data_dir) if task.data_dir else None
-        result = run_training(cfg, run, resume=resume, data_dir=data_dir, progress=False)
+        result = Run(task.config, task.execution, run).train(resume=resume)
         if result is None:
             return _summary(task, "interrupted", t0)
         return _summary(task, "complete", t0, resumed=resume, success=result["success"])
@@ -207,20 +196,21 @@ def _run_ray(tasks: Sequence[RunTask], threads: int, address: str | None,
             ray.shutdown()
 
 
-def _pregenerate(runs: Sequence[GridRun], data_dir: Path | None, progress: bool) -> list[str]:
+def _pregenerate(runs: Sequence[GridRun], data_dir: str | None, progress: bool) -> list[str]:
     """Generate each missing dataset once, in this process, before the runs start (workers would
     otherwise queue on the dataset lock). A failure here is left to the runs to record."""
     from mtrl_bench_envs.dataset import ensure_dataset
 
     seen, problems = set(), []
     for r in runs:
-        data = r.config["data"]
-        key = (r.suite, data["episodes"], data["data_seed"], data["recipe"])
+        data = r.config.data
+        key = (r.suite, data.episodes, data.data_seed, data.recipe)
         if key in seen:
             continue
         seen.add(key)
         try:
-            ensure_dataset(*key[:3], root=data_dir, progress=progress, recipe=key[3])
+            ensure_dataset(*key[:3], root=Path(data_dir) if data_dir else None,
+                           progress=progress, recipe=key[3])
         except Exception as exc:  # recorded per run when the run tries again
             problems.append(f"dataset {key[0]} ({key[3]}, {key[1]} episodes, seed {key[2]}): "
                             f"{exc}")
@@ -228,9 +218,11 @@ def _pregenerate(runs: Sequence[GridRun], data_dir: Path | None, progress: bool)
 
 
 def run_grid(runs: Sequence[GridRun], runs_root: Path, executor: str = "local",
-             workers: int = 1, threads: int | None = None, address: str | None = None,
-             data_dir: Path | None = None, progress: bool = True) -> list[dict[str, Any]]:
-    """Execute every run of a grid; returns one summary per run (state, seconds, error)."""
+             workers: int = 1, execution: Execution | None = None,
+             address: str | None = None) -> list[dict[str, Any]]:
+    """Execute every run of a grid; returns one summary per run (state, seconds, error).
+
+    `execution` applies to every run; its threads default to cores // workers (0 = that)."""
     from tqdm.auto import tqdm
 
     if executor not in ("local", "ray"):
@@ -242,10 +234,14 @@ def run_grid(runs: Sequence[GridRun], runs_root: Path, executor: str = "local",
             import ray  # noqa: F401  (checked before any work starts)
         except ImportError:
             raise RuntimeError(INSTALL_RAY) from None
-    threads = threads or default_threads(workers)
+    execution = execution or Execution()
+    threads = execution.threads or default_threads(workers)
+    progress = execution.progress
     runs_root = Path(runs_root).resolve()
-    data_root = data_dir or (Path(os.environ["MTRL_BENCH_DATA"])
-                             if os.environ.get("MTRL_BENCH_DATA") else None)
+    data_root = execution.data_dir or os.environ.get("MTRL_BENCH_DATA") or None
+    data_root = str(Path(data_root).resolve()) if data_root else None
+    worker_execution = dataclasses.replace(execution, threads=threads, data_dir=data_root,
+                                           progress=False)
     summaries: dict[str, dict[str, Any]] = {}
     todo = []
     for r in runs:
@@ -260,9 +256,7 @@ def run_grid(runs: Sequence[GridRun], runs_root: Path, executor: str = "local",
     if todo:
         for problem in _pregenerate(todo, data_root, progress):
             print(f"warning: {problem}", file=sys.stderr)
-    tasks = [RunTask(r.name, str(runs_root / r.name), r.config,
-                     str(Path(data_root).resolve()) if data_root else None, threads)
-             for r in todo]
+    tasks = [RunTask(r.name, str(runs_root / r.name), r.config, worker_execution) for r in todo]
     bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc="runs", unit="run",
                disable=not progress, dynamic_ncols=True)
 

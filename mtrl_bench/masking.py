@@ -5,11 +5,27 @@ matrices of the transformer blocks, flattened in a fixed order). The trainer rea
 the forward mask 1[M = 1] (task i runs with theta * that) and the gradient scale S (task i's
 gradient g_i w.r.t. its effective weights enters the update as g_i * S_i). Strategies see only flat
 tensors, so their math never depends on the model's structure.
+
+The contract, for a plugin author (`mtrl_bench.testing.check_method` checks it):
+
+- a strategy factory takes a `StrategyContext` and returns a `MaskStrategy` whose ``masks`` is a
+  float tensor of shape (num_tasks, layout.numel) with values in [0, 1]; the trainer moves it to
+  the training device (strategies never move masks) and checks it after construction, restore and
+  every update, naming the method when it is wrong;
+- ``update(ctx)`` edits ``masks`` in place from ``ctx`` (all on the masks' device, with the
+  strategy's own generator) and returns diagnostics: a float (all tasks) or a list of num_tasks
+  floats (one per task) per key. They are logged under "strategy", apart from the trainer's own
+  mask diagnostics ("mask"), and plotted with the labels of `MethodSpec.diagnostics`;
+- state beyond ``masks`` (a running statistic, a counter) goes into ``state_dict()`` and back in
+  ``load_state_dict()``: the checkpoint holds exactly that, so a resumed run equals an
+  uninterrupted one only if it is complete.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -52,6 +68,42 @@ class UpdateContext:
     generator: torch.Generator  # the strategy's own RNG (checkpointed by the trainer)
 
 
+@dataclass(frozen=True)
+class StrategyContext:
+    """What a strategy factory gets: ``MethodSpec.strategy(ctx) -> MaskStrategy``."""
+
+    config: Any  # the method's config dataclass, resolved for this run
+    layout: MaskLayout
+    num_tasks: int
+    generator: torch.Generator  # seeded per run; the strategy's randomness (checkpointed)
+    device: torch.device  # where the trainer keeps the masks (it moves them there)
+
+
+class MaskError(ValueError):
+    """A strategy's masks have the wrong shape, dtype or values; names the method."""
+
+
+def check_masks(strategy: MaskStrategy, num_tasks: int, numel: int, method: str,
+                when: str) -> None:
+    """Raise MaskError unless ``strategy.masks`` is a finite float (num_tasks, numel) tensor
+    with values in [0, 1]."""
+    masks = getattr(strategy, "masks", None)
+    where = f"method '{method}': masks after {when}"
+    if not isinstance(masks, torch.Tensor):
+        raise MaskError(f"{where} are {type(masks).__name__}, expected a torch.Tensor")
+    if tuple(masks.shape) != (num_tasks, numel):
+        raise MaskError(f"{where} have shape {tuple(masks.shape)}, expected "
+                        f"({num_tasks}, {numel}) (tasks x maskable entries)")
+    if not masks.is_floating_point():
+        raise MaskError(f"{where} have dtype {masks.dtype}, expected a float dtype")
+    if not bool(torch.isfinite(masks).all()):
+        bad = int((~torch.isfinite(masks)).sum())
+        raise MaskError(f"{where} hold {bad} non-finite values (NaN or inf)")
+    if masks.numel() and (float(masks.min()) < 0 or float(masks.max()) > 1):
+        raise MaskError(f"{where} range over [{float(masks.min()):.3g}, "
+                        f"{float(masks.max()):.3g}], expected values in [0, 1]")
+
+
 class MaskStrategy:
     """Base class: hard masks (M in {0,1}) that never change. Subclasses override `update`."""
 
@@ -66,15 +118,18 @@ class MaskStrategy:
         """(N, n) S: per-entry scale of task i's gradient in the shared update."""
         return self.masks
 
-    def update(self, ctx: UpdateContext) -> dict[str, float]:
-        """Change `self.masks` in place; return method-specific diagnostics (scalars)."""
+    def update(self, ctx: UpdateContext) -> dict[str, float | list[float]]:
+        """Change `self.masks` in place; return diagnostics: per key a float or a list of one
+        float per task."""
         return {}
 
     def state_dict(self) -> dict:
+        """Everything `update` depends on besides the context; subclasses with more state
+        extend this dict (and `load_state_dict`)."""
         return {"masks": self.masks.clone()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.masks.copy_(state["masks"])
+        self.masks = state["masks"].clone()
 
 
 def erk_densities(layout: MaskLayout, density: float) -> list[float]:
@@ -105,12 +160,23 @@ def random_erk_masks(layout: MaskLayout, num_tasks: int, sparsity: float,
     return (torch.rand(probs.shape, generator=generator) < probs).float()
 
 
-def erk_initialised(strategy_cls: type) -> object:
+def erk_initialised(strategy_cls: type) -> Callable[[StrategyContext], MaskStrategy]:
     """A MethodSpec strategy factory: `strategy_cls(config, masks)` starting from random ERK masks
     at `config.sparsity` (HarmoDT's initialisation, shared by SoCo-DT)."""
-    def factory(config, layout: MaskLayout, num_tasks: int, generator: torch.Generator):
-        return strategy_cls(config, random_erk_masks(layout, num_tasks, config.sparsity, generator))
+    def factory(ctx: StrategyContext) -> MaskStrategy:
+        masks = random_erk_masks(ctx.layout, ctx.num_tasks, ctx.config.sparsity, ctx.generator)
+        return strategy_cls(ctx.config, masks)
     return factory
+
+
+# What `mask_diagnostics` logs (under "mask") for every masked method, with plot labels.
+MASK_DIAGNOSTICS = {
+    "density": "density (fraction with M = 1)",
+    "mean_mask": "mean mask value",
+    "soft_fraction": "fraction soft (0 < M < 1)",
+    "top_fisher_masked": "top-30%-Fisher entries masked",
+    "grad_cosine": "gradient cosine with other tasks",
+}
 
 
 def mask_diagnostics(masks: torch.Tensor, grads: torch.Tensor, top_fraction: float = 0.3

@@ -16,25 +16,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from mtrl_bench.masking import MASK_DIAGNOSTICS
 from mtrl_bench.report import axis_label, metric_scale
 from mtrl_bench.stats import MEAN_TASK, order_key
 from mtrl_bench_envs.common import atomic_write
 
-# Panel order of the mask diagnostics; keys a method logs beyond these follow alphabetically.
-MASK_PANELS = {
-    "density": "density (fraction with M = 1)",
-    "mean_mask": "mean mask value",
-    "soft_fraction": "fraction soft (0 < M < 1)",
-    "conflict_size": "conflict set size",
-    "recover_size": "recover set size",
-    "beta": "β_t",
-    "conflict_threshold": "conflict threshold",
-    "recover_threshold": "recover threshold",
-    "conflict_ratio": "conflict ratio (M < 1)",
-    "top_fisher_masked": "top-30%-Fisher entries masked",
-    "grad_cosine": "gradient cosine with other tasks",
-    "k_t": "k_t (entries moved per update)",
-}
 TASK_ALL = -1
 
 
@@ -123,18 +109,44 @@ def plot_loss(curve: pd.DataFrame, path: Path, title: str) -> Path | None:
 
 # --------------------------------------------------------------------------- mask diagnostics
 
+def method_panels(method: str) -> dict[str, str]:
+    """Plot labels of a method's own diagnostics, from its MethodSpec (none if it is not
+    installed here: its panels are then titled by key)."""
+    from mtrl_bench.plugins import registry
+
+    known = registry().methods.get(method.split("[")[0])
+    return dict(known.spec.diagnostics) if known else {}
+
+
+def mask_panels(diag: pd.DataFrame, labels: dict[str, str] | None = None
+                ) -> list[tuple[str, str, str]]:
+    """(source, key, title) of every panel: the trainer's diagnostics in the order of
+    MASK_DIAGNOSTICS, then the method's, titled by `labels` (its MethodSpec.diagnostics) in that
+    order, then any other key by name."""
+    labels = labels or {}
+    present = set(zip(diag["source"], diag["key"].replace({"grad_cosine_mean": "grad_cosine"})))
+    panels = [("mask", k, v) for k, v in MASK_DIAGNOSTICS.items() if ("mask", k) in present]
+    panels += [("strategy", k, v) for k, v in labels.items() if ("strategy", k) in present]
+    listed = {(src, k) for src, k, _ in panels}
+    return panels + [(src, k, k) for src, k in sorted(present - listed)]
+
+
 def plot_mask_diagnostics(diag: pd.DataFrame, path: Path, title: str,
-                          tasks: Sequence[str] | None = None) -> Path | None:
-    """Every logged mask quantity over training: a line per task, the all-task value dashed."""
+                          tasks: Sequence[str] | None = None,
+                          labels: dict[str, str] | None = None) -> Path | None:
+    """Every logged mask quantity over training, one panel each (`mask_panels`): a line per
+    task, the all-task value dashed (the mean over tasks when none was logged)."""
     if diag.empty:
         return None
     diag = diag.replace({"key": {"grad_cosine_mean": "grad_cosine"}})
-    keys = [k for k in MASK_PANELS if k in set(diag["key"])]
-    keys += sorted(set(diag["key"]) - set(keys))
+    keys = mask_panels(diag, labels)
     fig, axes = _grid(len(keys), width=4.0, height=2.8)
-    for ax, key in zip(axes, keys):
-        rows = diag[diag["key"] == key]
+    for ax, (source, key, label) in zip(axes, keys):
+        rows = diag[(diag["source"] == source) & (diag["key"] == key)]
         marker = "o" if rows["step"].nunique() < 4 else None  # a lone point has no line
+        if TASK_ALL not in set(rows["task"]) and rows["task"].nunique() > 1:
+            mean = rows.groupby("step", as_index=False)["value"].mean().assign(task=TASK_ALL)
+            rows = pd.concat([rows, mean], ignore_index=True)
         for task, group in rows.groupby("task", sort=True):
             if task == TASK_ALL:
                 ax.plot(group["step"], group["value"], "k--", lw=1.5, marker=marker,
@@ -142,7 +154,7 @@ def plot_mask_diagnostics(diag: pd.DataFrame, path: Path, title: str,
             else:
                 name = tasks[task] if tasks and task < len(tasks) else f"task {task}"
                 ax.plot(group["step"], group["value"], lw=1, marker=marker, label=name)
-        ax.set_title(MASK_PANELS.get(key, key), fontsize=9)
+        ax.set_title(label, fontsize=9)
         ax.set_xlabel("training step", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
@@ -268,7 +280,8 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> tuple[li
     paths = [plot_loss(run_curve(run.path), out / "training.png", title)]
     diag = mask_diagnostics(run.path)
     tasks = _suite_tasks(cfg.suite)
-    paths.append(plot_mask_diagnostics(diag, out / "masks.png", title, tasks))
+    paths.append(plot_mask_diagnostics(diag, out / "masks.png", title, tasks,
+                                       method_panels(cfg.method)))
     return [p for p in paths if p is not None], not diag.empty
 
 
@@ -304,9 +317,11 @@ def plot_experiment(experiment_dir: str | Path, df: pd.DataFrame,
             diag = mask_diagnostics(runs_folder(experiment_dir) / r.run)
             title = f"{r.method} · {r.suite_id} {r.quality} · seed {r.seed}"
             paths.append(plot_mask_diagnostics(diag, out / "masks" / f"{r.run}.png", title,
-                                               _suite_tasks(r.suite_id)))
+                                               _suite_tasks(r.suite_id),
+                                               method_panels(r.base_method)))
     return [p for p in paths if p is not None]
 
 
 __all__ = ["performance_profile", "plot_curves", "plot_experiment", "plot_loss",
-           "plot_mask_diagnostics", "plot_profiles", "plot_run", "plot_sweeps"]
+           "mask_panels", "method_panels", "plot_mask_diagnostics", "plot_profiles", "plot_run",
+           "plot_sweeps"]

@@ -5,11 +5,14 @@ import dataclasses
 import importlib.metadata
 import os
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pluggy
+
+if TYPE_CHECKING:
+    from mtrl_bench.masking import MaskStrategy, StrategyContext
 
 PROJECT = "mtrl_bench"
 ENTRY_POINT_GROUP = "mtrl_bench"
@@ -27,26 +30,36 @@ class PluginError(RuntimeError):
 class MethodSpec:
     """What a plugin tells the host about one method. The host instantiates; plugins describe.
 
-    strategy: ``strategy(config, layout, num_tasks, generator) -> MaskStrategy`` or None for a
-        method without masks (the trainer then runs plain shared weights).
+    strategy: ``strategy(ctx: StrategyContext) -> MaskStrategy`` (mtrl_bench.masking), or None
+        for a method without masks (the trainer then runs plain shared weights).
     config_cls: a dataclass whose defaults are the paper's hyperparameters.
-    capabilities: free-form flags the core may branch on (never on names), e.g. ``"masks"``.
+    diagnostics: plot labels of the keys the strategy's ``update`` returns, in panel order
+        (keys without a label are plotted under their own name, after these).
     """
 
     name: str
     config_cls: type
-    strategy: Callable[..., Any] | None
+    strategy: Callable[[StrategyContext], MaskStrategy] | None
     description: str
     citation: str = ""
-    capabilities: frozenset[str] = field(default_factory=frozenset)
+    diagnostics: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not self.name or self.name != self.name.strip().lower() or " " in self.name:
+        if not isinstance(self.name, str) or not self.name or self.name != self.name.strip(
+                ).lower() or " " in self.name:
             raise PluginError(f"method name {self.name!r} must be lowercase with no spaces")
         if not dataclasses.is_dataclass(self.config_cls):
             raise PluginError(f"method {self.name!r}: config_cls must be a dataclass")
-        if ("masks" in self.capabilities) != (self.strategy is not None):
-            raise PluginError(f"method {self.name!r}: 'masks' capability requires a strategy")
+        if self.strategy is not None and not callable(self.strategy):
+            raise PluginError(f"method {self.name!r}: strategy must be callable or None")
+        if not isinstance(self.diagnostics, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in self.diagnostics.items()):
+            raise PluginError(f"method {self.name!r}: diagnostics must map str keys to labels")
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """What the core may branch on (never on names), derived from what the spec provides."""
+        return frozenset({"masks"} if self.strategy is not None else ())
 
 
 class HookSpecs:

@@ -162,18 +162,18 @@ def ensure_references(runs: Sequence[GridRun], experiment_dir: Path,
         for (suite, quality, seed), run in wanted.items():
             datasets = None  # loaded once per (suite, quality, seed), only if a file is missing
             for variant in VARIANTS:
-                protocol = reference_protocol(run.config, variant)
+                protocol = reference_protocol(run.config.to_dict(), variant)
                 path = folder / f"{variant}__{suite}__{quality}__s{seed}.json"
                 paths.append(path)
                 if path.exists() and read_json(path).get("protocol") == protocol:
                     continue
-                cfg = RunConfig.from_dict(run.config)
-                datasets = datasets or load_datasets(cfg, data_dir, progress)
+                datasets = datasets or load_datasets(run.config, data_dir, progress)
                 if progress:
                     print(f"reference {variant}: {suite} {quality} seed {seed}")
                 write_json(path, {"reference": variant, "suite_label": run.suite_label,
-                                  "protocol": protocol, "config": run.config,
-                                  "result": bc_reference(cfg, datasets, variant, progress, pool)})
+                                  "protocol": protocol, "config": run.config.to_dict(),
+                                  "result": bc_reference(run.config, datasets, variant, progress,
+                                                         pool)})
     finally:
         pool.close()
     return paths

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mtrl_bench.masking import MASK_DIAGNOSTICS
 from mtrl_bench.runs import RunDir, read_json
 from mtrl_bench.stats import COLUMNS, MEAN_TASK
 
@@ -28,7 +29,7 @@ PROTOCOL = "v3-scripted-replay"
 EXTRA_COLUMNS = ("run", "base_method", "suite_id")
 CURVE_COLUMNS = ("method", "suite", "quality", "seed", "protocol", "run", "step", "kind",
                  "metric", "value")
-MASK_COLUMNS = ("step", "key", "task", "value")
+MASK_COLUMNS = ("step", "source", "key", "task", "value")
 ALL_TASKS = -1  # the `task` of a scalar mask diagnostic (not per task)
 
 
@@ -209,33 +210,48 @@ def _mean_off_diagonal(matrix: list[list[float]]) -> tuple[list[float], float]:
 
 
 def mask_diagnostics(run_dir: str | Path) -> pd.DataFrame:
-    """Long table (step, key, task, value) of every mask update of a run; empty without masks.
+    """Long table (step, source, key, task, value) of every mask update of a run; empty without
+    masks. `source` is "mask" for the trainer's diagnostics and "strategy" for the method's.
 
-    Per-task lists become one row per task; ``name/i`` scalars become task i of ``name``; other
-    scalars have task = -1. The N×N gradient cosine matrix becomes ``grad_cosine`` per task (mean
-    with the other tasks) and the scalar ``grad_cosine_mean`` (mean over all pairs).
+    A list becomes one row per task; other numbers have task = -1 (all tasks). The N×N gradient
+    cosine matrix becomes ``grad_cosine`` per task (mean with the other tasks) and the scalar
+    ``grad_cosine_mean`` (mean over all pairs). Records written before the two sources were kept
+    apart (one "mask" dict, per-task values as ``name/i``) are read the same way.
     """
     rows = []
     for record in RunDir(Path(run_dir)).metrics():
-        diag = record.get("mask")
-        if record.get("kind") != "train" or not isinstance(diag, dict):
+        if record.get("kind") != "train" or not isinstance(record.get("mask"), dict):
             continue
         step = record["step"]
-        for key, value in diag.items():
-            if key == "grad_cosine" and isinstance(value, list):
-                per_task, mean = _mean_off_diagonal(value)
-                rows += [(step, key, i, v) for i, v in enumerate(per_task)]
-                rows.append((step, "grad_cosine_mean", ALL_TASKS, mean))
-            elif isinstance(value, list):
-                rows += [(step, key, i, float(v)) for i, v in enumerate(value)
-                         if isinstance(v, (int, float))]
-            elif isinstance(value, (int, float)) and not isinstance(value, bool):
-                name, _, index = key.rpartition("/")
-                if name and index.isdigit():
-                    rows.append((step, name, int(index), float(value)))
-                else:
-                    rows.append((step, key, ALL_TASKS, float(value)))
+        if isinstance(record.get("strategy"), dict):
+            sources = [("mask", record["mask"]), ("strategy", record["strategy"])]
+        else:  # the old single dict
+            old = record["mask"]
+            sources = [("mask", {k: v for k, v in old.items() if k in MASK_DIAGNOSTICS}),
+                       ("strategy", {k: v for k, v in old.items()
+                                     if k not in MASK_DIAGNOSTICS})]
+        for source, diag in sources:
+            rows += _diagnostic_rows(step, source, diag)
     return pd.DataFrame(rows, columns=list(MASK_COLUMNS))
+
+
+def _diagnostic_rows(step: int, source: str, diag: dict[str, Any]) -> list[tuple]:
+    rows = []
+    for key, value in diag.items():
+        if key == "grad_cosine" and isinstance(value, list):
+            per_task, mean = _mean_off_diagonal(value)
+            rows += [(step, source, key, i, v) for i, v in enumerate(per_task)]
+            rows.append((step, source, "grad_cosine_mean", ALL_TASKS, mean))
+        elif isinstance(value, list):
+            rows += [(step, source, key, i, float(v)) for i, v in enumerate(value)
+                     if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            name, _, index = key.rpartition("/")
+            if name and index.isdigit():  # the old per-task convention
+                rows.append((step, source, name, int(index), float(value)))
+            else:
+                rows.append((step, source, key, ALL_TASKS, float(value)))
+    return rows
 
 
 __all__ = ["PROTOCOL", "collect", "mask_diagnostics", "protocol_id", "run_curve",

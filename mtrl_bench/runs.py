@@ -10,12 +10,13 @@ import json
 import platform
 import subprocess
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mtrl_bench.config import RunConfig
+from mtrl_bench.config import Execution, RunConfig
 from mtrl_bench_envs.common import atomic_write, package_versions
 
 
@@ -61,15 +62,24 @@ class RunDir:
         self.done_path = self.path / "DONE"
 
     # -- lifecycle -----------------------------------------------------------------------------
-    def create(self, cfg: RunConfig, plugins: dict[str, str], device: str) -> None:
+    def create(self, cfg: RunConfig, plugins: dict[str, str]) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         write_json(self.config_path, cfg.to_dict())
         write_json(self.manifest_path, {
             "versions": package_versions(MANIFEST_PACKAGES), "plugins": plugins,
-            "git": _git_revision(),
-            "python": platform.python_version(), "platform": platform.platform(),
-            "device": device, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "git": _git_revision(), "python": platform.python_version(),
+            "platform": platform.platform(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "executions": [],
         })
+
+    def record_execution(self, execution: Execution, **resolved: Any) -> None:
+        """Append how this stretch of the run executes (settings, the device and autocast dtype
+        they resolved to) to the manifest: execution is recorded, never part of the name."""
+        manifest = read_json(self.manifest_path) if self.manifest_path.exists() else {}
+        entry = {**asdict(execution), **resolved, "host": platform.node(),
+                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        manifest["executions"] = [*manifest.get("executions", []), entry]
+        write_json(self.manifest_path, manifest)
 
     def config(self) -> RunConfig:
         if not self.config_path.exists():

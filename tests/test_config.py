@@ -29,7 +29,7 @@ def test_profile_values_override_defaults():
 
 def test_profiles_hold_only_scale_sections():
     for name in PROFILES:
-        assert set(load_profile(name)) <= {"model", "data", "train", "eval"}, name
+        assert set(load_profile(name)) <= {"model", "data", "train", "eval", "execution"}, name
 
 
 def test_overrides_are_typed_and_parsed():

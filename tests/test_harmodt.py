@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 import torch
 
-from mtrl_bench.masking import MaskLayout, UpdateContext, erk_initialised
+from mtrl_bench.masking import MaskLayout, StrategyContext, UpdateContext, erk_initialised
 from mtrl_bench_methods import harmodt, scores
 
 
@@ -23,7 +23,8 @@ def make(cfg_cls=harmodt.HarmoDTConfig, num_tasks=3, **overrides):
     layout = MaskLayout(("a", "b"), ((40, 50), (50, 40)))  # n = 4000
     cfg = cfg_cls(**overrides)
     factory = erk_initialised(harmodt.HarmoDTStrategy)
-    return factory(cfg, layout, num_tasks, torch.Generator().manual_seed(0))
+    return factory(StrategyContext(cfg, layout, num_tasks, torch.Generator().manual_seed(0),
+                                   torch.device("cpu")))
 
 
 def test_defaults_are_the_released_code_values():

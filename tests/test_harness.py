@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mtrl_bench import grid, harness
-from mtrl_bench.config import RunConfig
+from mtrl_bench.config import Execution, RunConfig
 from mtrl_bench.runlock import RunLock
 from mtrl_bench.runs import RunDir, read_json
 
@@ -32,6 +32,11 @@ train.steps = 12
 train.checkpoint_interval = 4
 model.n_head = [2, 3]
 """
+
+
+def _quiet(data_dir: Path) -> Execution:
+    """One thread, the smoke datasets, no progress bars."""
+    return Execution(threads=1, data_dir=str(data_dir), progress=False)
 
 
 def write(tmp_path: Path, text: str, name: str = "grid.toml") -> Path:
@@ -66,7 +71,7 @@ def test_table3_pairs_task_combination_with_seed(tmp_path):
 
 def test_table4_runs_full_episodes(tmp_path):
     runs = grid.expand(grid.load_experiment("table4"), tmp_path)
-    assert all(r.config["eval"]["early_stop"] is False for r in runs)
+    assert all(r.config.eval.early_stop is False for r in runs)
 
 
 def test_fig5_sweeps_share_the_default_run(tmp_path):
@@ -77,8 +82,8 @@ def test_fig5_sweeps_share_the_default_run(tmp_path):
     # every sweep that includes the default value shares one run per seed
     assert len(default) == 3 and len(default[0].sweeps) >= 5
     assert len(runs) == 3 * (points - len(default[0].sweeps) + 1)
-    q = [r for r in runs if r.seed == 0 and r.config["method_config"]["q1"] == 0.25]
-    assert len(q) == 1 and q[0].config["method_config"]["q3"] == 0.75
+    q = [r for r in runs if r.seed == 0 and r.config.method_config["q1"] == 0.25]
+    assert len(q) == 1 and q[0].config.method_config["q3"] == 0.75
     assert q[0].label == "socodt[q1=0.25, q3=0.75]"
 
 
@@ -104,7 +109,7 @@ def test_axes_sweeps_labels_and_dedup(tmp_path):
     assert len(runs) == 2 * 3
     base = [r for r in runs if r.label == "prompt-dt" and r.seed == 0][0]
     assert [s["name"] for s in base.sweeps] == ["steps", "train.steps+train.batch_per_task"]
-    assert base.config["train"]["lr"] == 0.001
+    assert base.config.train.lr == 0.001
 
 
 @pytest.mark.parametrize("text, needle", [
@@ -198,7 +203,7 @@ def test_lock_held_by_a_live_process_is_respected(holder):
     lock = RunLock(path)
     assert lock.is_held() and not lock.acquire()
     assert lock.holder()["pid"] == proc.pid
-    task = harness.RunTask("held", str(path), RunConfig().to_dict(), None, 1)
+    task = harness.RunTask("held", str(path), RunConfig("prompt-dt"), Execution(threads=1))
     summary = harness.execute(task)
     assert summary["state"] == "locked" and str(proc.pid) in summary["error"]
     assert not (path / "status.json").exists()  # nothing was started
@@ -233,26 +238,23 @@ def test_lock_of_a_reused_pid_is_stale(tmp_path):
 def grid_run(smoke_data, tmp_path_factory):
     """The GRID run once for real (2 workers): one interrupted run with a stale lock resumes,
     one trains fresh, two fail. Returns (experiment dir, grid, summaries, file times)."""
-    from mtrl_bench.api import run_training
+    from mtrl_bench.api import Run
 
     out = tmp_path_factory.mktemp("experiment")
     exp = grid.load_experiment(write(out, GRID))
     runs = grid.expand(exp, out / "runs")
     grid.write_grid(exp, runs, out)
-    by = {(r.method, r.config["model"]["n_head"]): r for r in runs}
+    by = {(r.method, r.config.model.n_head): r for r in runs}
     # An interrupted run, as a killed harness leaves it: a checkpoint at step 4, metrics up to
     # step 5, status "running" and the lock of a dead process.
     first = by["prompt-dt", 2]
-    cfg = RunConfig.from_dict(first.config)
-    cfg.train.threads = 1
     run = RunDir(out / "runs" / first.name)
-    assert run_training(cfg, run, data_dir=smoke_data, progress=False, stop_after=6) is None
+    assert Run(first.config, _quiet(smoke_data), run).train(stop_after=6) is None
     run.set_status("running", step=6)
     (run.path / "LOCK").write_text(json.dumps(
         {"pid": dead_pid(), "host": socket.gethostname(), "start": None, "token": "dead"}))
     t0 = time.time()
-    summaries = harness.run_grid(runs, out / "runs", workers=2, threads=1, data_dir=smoke_data,
-                                 progress=False)
+    summaries = harness.run_grid(runs, out / "runs", workers=2, execution=_quiet(smoke_data))
     seconds = time.time() - t0
     return out, by, {s["run"]: s for s in summaries}, seconds
 
@@ -289,8 +291,7 @@ def test_finished_runs_are_not_trained_again(grid_run, smoke_data):
     before = [_stamp(r) for r in done]
     runs = grid.expand(grid.load_experiment(out / "grid.toml"), out / "runs")
     finished = [r for r in runs if r.name in {d.path.name for d in done}]
-    summaries = harness.run_grid(finished, out / "runs", workers=1, threads=1,
-                                 data_dir=smoke_data, progress=False)
+    summaries = harness.run_grid(finished, out / "runs", workers=1, execution=_quiet(smoke_data))
     assert [s["state"] for s in summaries] == ["skipped", "skipped"]
     assert [_stamp(r) for r in done] == before  # not a single file rewritten
 
@@ -303,8 +304,7 @@ def test_locked_run_is_left_to_its_holder(grid_run, smoke_data, holder):
     target = out / "locked" / entry.name
     target.mkdir(parents=True)
     os.replace(path / "LOCK", target / "LOCK")
-    summaries = harness.run_grid([entry], out / "locked", workers=1, threads=1,
-                                 data_dir=smoke_data, progress=False)
+    summaries = harness.run_grid([entry], out / "locked", workers=1, execution=_quiet(smoke_data))
     assert summaries[0]["state"] == "locked" and str(proc.pid) in summaries[0]["error"]
     assert not (target / "config.json").exists()
 
@@ -313,10 +313,11 @@ CONCURRENT = """
 import json, sys
 from pathlib import Path
 from mtrl_bench import grid, harness
+from mtrl_bench.config import Execution
 exp = grid.load_experiment(Path(sys.argv[1]))
 runs = grid.expand(exp, Path(sys.argv[2]))
-print(json.dumps(harness.run_grid(runs, Path(sys.argv[2]), workers=1, threads=1,
-                                  data_dir=Path(sys.argv[3]), progress=False)))
+execution = Execution(threads=1, data_dir=sys.argv[3], progress=False)
+print(json.dumps(harness.run_grid(runs, Path(sys.argv[2]), workers=1, execution=execution)))
 """
 
 
@@ -351,8 +352,8 @@ def test_ray_runs_the_same_grid_to_the_same_results(grid_run, smoke_data, tmp_pa
     entry = by["socodt", 2]
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        summaries = harness.run_grid([entry], tmp_path, executor="ray", threads=1,
-                                     data_dir=smoke_data, progress=False)
+        summaries = harness.run_grid([entry], tmp_path, executor="ray",
+                                     execution=_quiet(smoke_data))
     finally:
         ray.shutdown()
     assert summaries[0]["state"] == "complete", summaries
@@ -361,7 +362,7 @@ def test_ray_runs_the_same_grid_to_the_same_results(grid_run, smoke_data, tmp_pa
     losses = [[r["loss"] for r in run.metrics() if r["kind"] == "train"]
               for run in (local, remote)]
     assert losses[0] == losses[1]
-    assert read_json(remote.config_path)["train"]["threads"] == 1
+    assert read_json(remote.manifest_path)["executions"][-1]["threads"] == 1
 
 
 def test_ray_missing_says_how_to_install(monkeypatch, tmp_path):

@@ -75,6 +75,39 @@ def test_mask_panels_cover_every_logged_key(tmp_path):
     assert plots.plot_mask_diagnostics(diag.iloc[:0], tmp_path / "e.png", "t") is None
 
 
+def test_a_third_party_method_gets_labelled_panels(tmp_path):
+    """Panels come from the method's MethodSpec.diagnostics: registering a plugin is enough."""
+    import dataclasses
+
+    from mtrl_bench.plugins import MethodSpec, hookimpl, registry
+
+    @dataclasses.dataclass(frozen=True)
+    class Cfg:
+        pass
+
+    class Plugin:
+        @hookimpl
+        def mtrl_bench_methods(self):
+            return [MethodSpec("panel-test", Cfg, lambda ctx: None, "test",
+                               diagnostics={"wobble": "wobble of the masks"})]
+
+    reg = registry()
+    plugin = Plugin()
+    reg.register(plugin, name="panel-test", distribution="tests", version="0")
+    try:
+        record = {"step": 5, "kind": "train", "loss": 1.0, "mask": {"density": [0.8, 0.6]},
+                  "strategy": {"wobble": [0.1, 0.3], "other": 1.0}}
+        run = make_run(tmp_path, "m", method="panel-test", metrics=[record])
+        diag = results.mask_diagnostics(run.path)
+        titles = [t for _, _, t in plots.mask_panels(diag, plots.method_panels("panel-test"))]
+        assert titles == ["density (fraction with M = 1)", "wobble of the masks", "other"]
+        paths, has_masks = plots.plot_run(run.path)
+        assert has_masks and "masks.png" in {p.name for p in paths}
+    finally:
+        reg.pm.unregister(plugin)
+        del reg.methods["panel-test"]
+
+
 def test_experiment_plots(tmp_path):
     runs = tmp_path / "runs"
     for seed in range(2):

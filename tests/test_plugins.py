@@ -107,8 +107,13 @@ def test_unknown_method_suggests_the_closest_name():
 def test_spec_validation():
     with pytest.raises(PluginError, match="lowercase"):
         MethodSpec(name="Bad Name", config_cls=_Cfg, strategy=None, description="")
-    with pytest.raises(PluginError, match="masks"):
-        MethodSpec(name="m", config_cls=_Cfg, strategy=lambda *a: None, description="")
+    with pytest.raises(PluginError, match="callable"):
+        MethodSpec(name="m", config_cls=_Cfg, strategy="not a factory", description="")
+    with pytest.raises(PluginError, match="diagnostics"):
+        MethodSpec(name="m", config_cls=_Cfg, strategy=None, description="", diagnostics={"k": 1})
+    # capabilities are derived, never declared: masks exactly when there is a strategy
+    assert MethodSpec("m", _Cfg, None, "").capabilities == frozenset()
+    assert MethodSpec("m", _Cfg, lambda ctx: None, "").capabilities == {"masks"}
 
 
 def _cli(*args: str, env: dict | None = None, cwd: Path | None = None):
@@ -136,6 +141,11 @@ def test_example_plugin_is_listed_and_trains(installed_example, smoke_data, tmp_
     assert trained.returncode == 0, trained.stderr
     assert (tmp_path / "run" / "DONE").exists()
     assert "mean" in trained.stdout
+    checked = subprocess.run(  # the conformance kit passes the README's example
+        [sys.executable, "-c", "from mtrl_bench.testing import check_method; "
+         "check_method('gradsign'); print('conforms')"], capture_output=True, text=True,
+        env={**os.environ, **env}, timeout=600)
+    assert checked.returncode == 0 and "conforms" in checked.stdout, checked.stderr
 
 
 def test_readme_shows_the_example_module_verbatim():

@@ -55,7 +55,7 @@ def test_profiles_label_the_protocol():
 
 
 def test_configs_from_before_recipes_read_as_v1():
-    old = RunConfig().to_dict()
+    old = RunConfig("prompt-dt").to_dict()
     del old["data"]["recipe"]
     assert RunConfig.from_dict(old).data.recipe == "scripted-replay-v1"
     with pytest.raises(ConfigError, match="expects"):

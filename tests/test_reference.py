@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from mtrl_bench.api import load_datasets, prepare_run
+from mtrl_bench.api import Run, load_datasets
 from mtrl_bench.data import OfflineData
 from mtrl_bench.reference import VARIANTS, bc_reference, kept_episodes, train_bc
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Constant.*too high")
 
 @pytest.fixture(scope="module")
 def smoke(smoke_data):
-    cfg, _ = prepare_run("prompt-dt", "mt5", "near-optimal", 0, "smoke", "cpu")
+    cfg = Run.prepare("prompt-dt", "mt5", "near-optimal", 0, "smoke").config
     datasets = load_datasets(cfg, smoke_data, progress=False)
     return cfg, datasets, OfflineData(datasets, cfg.data, cfg.model)
 

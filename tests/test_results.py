@@ -64,7 +64,7 @@ def test_collect_long_table_from_run_dirs(tmp_path):
 
 
 def test_protocol_names_the_recipe():
-    cfg = RunConfig().to_dict()
+    cfg = RunConfig("prompt-dt").to_dict()
     assert results.protocol_id(cfg) == "v3-scripted-replay-v2/cpu"
     cfg["data"]["recipe"] = "scripted-replay-v1"
     assert results.protocol_id(cfg) == "v3-scripted-replay/cpu"  # as before recipes existed
@@ -167,12 +167,24 @@ MASK_RECORDS = [
 ]
 
 
+def test_method_and_trainer_diagnostics_never_collide(tmp_path):
+    """A method may log its own "density": it is kept apart from the trainer's."""
+    record = {"step": 5, "kind": "train", "loss": 1.0, "mask": {"density": [0.8, 0.6]},
+              "strategy": {"density": [0.1, 0.3], "beta": 2.0}}
+    diag = results.mask_diagnostics(make_run(tmp_path, "m", metrics=[record]).path)
+    rows = {(r.source, r.key, r.task): r.value for r in diag.itertuples()}
+    assert rows["mask", "density", 1] == 0.6 and rows["strategy", "density", 1] == 0.3
+    assert rows["strategy", "beta", -1] == 2.0
+
+
 def test_mask_diagnostics_and_curves(tmp_path):
     run = make_run(tmp_path / "runs", "m", metrics=MASK_RECORDS)
     diag = results.mask_diagnostics(run.path)
     rows = {(r.key, r.task): r.value for r in diag.itertuples()}
     assert rows["density", 1] == 0.7 and rows["beta", -1] == 20.0
-    assert rows["conflict_size", 1] == 5.0 and rows["conflict_size", -1] == 4.0
+    assert rows["conflict_size", 1] == 5.0 and rows["conflict_size", -1] == 4.0  # old "name/i"
+    sources = dict(zip(diag["key"], diag["source"]))
+    assert sources["density"] == "mask" and sources["beta"] == "strategy"
     assert rows["grad_cosine", 0] == 0.2 and rows["grad_cosine_mean", -1] == 0.2
     assert ("flag", -1) not in rows  # booleans are not plotted
     curve = results.run_curve(run.path)

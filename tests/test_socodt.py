@@ -6,7 +6,7 @@ import warnings
 import pytest
 import torch
 
-from mtrl_bench.masking import MaskLayout, UpdateContext
+from mtrl_bench.masking import MaskLayout, StrategyContext, UpdateContext
 from mtrl_bench.plugins import Registry
 from mtrl_bench_methods import scores, socodt
 
@@ -72,11 +72,10 @@ def test_one_tamu_update_by_hand():
     out = strat.update(ctx())
     assert held is strat.masks and strat.masks.tolist() == EXPECTED
     assert out["beta"] == 1.0
-    assert out["conflict_size/0"] == out["conflict_size/1"] == 1.0
-    assert out["recover_size/0"] == out["recover_size/1"] == 1.0
-    assert out["conflict_threshold"] == pytest.approx((-0.2 - 2.99375) / 2)
-    assert out["recover_threshold"] == pytest.approx((1.9 + 2.9) / 2)
-    assert out["conflict_ratio/0"] == 0.25 and out["conflict_ratio/1"] == 0.0  # share with M < 1
+    assert out["conflict_size"] == out["recover_size"] == [1.0, 1.0]  # per task
+    assert out["conflict_threshold"] == pytest.approx([-0.2, -2.99375])
+    assert out["recover_threshold"] == pytest.approx([1.9, 2.9])
+    assert out["conflict_ratio"] == [0.25, 0.0]  # share with M < 1
 
 
 def test_no_soft_zeroes_the_conflict_set():
@@ -89,7 +88,7 @@ def test_no_magnitude_recovers_the_dominated_entry():
     # entry 7 (40, its own gradient 40 against gbar 1) is recovered, entry 4 (3, not > 3) is not.
     strat, out = run(socodt.NoMagnitudeConfig)
     assert strat.masks.tolist() == [[1.0, 1, 1, 1, 0.5, 1, 0.25, 1], [1.0] * 8]
-    assert out["recover_threshold"] == pytest.approx(3.0)
+    assert out["recover_threshold"][0] == pytest.approx(3.0)
 
 
 def test_fixed_sparsity_takes_k_t_extremes():
@@ -104,7 +103,8 @@ def test_fixed_sparsity_takes_k_t_extremes():
     for cls in (socodt.SoCoDTConfig, socodt.FixedSparsityConfig):
         strat = socodt.SoCoDTStrategy(cls(eta_max=0.01, match_total_movement=False),
                                       torch.ones(3, 4000))
-        sizes[cls] = strat.update(ctx(grads, [1.0] * 3, step=499, total=1000))["conflict_size"]
+        out = strat.update(ctx(grads, [1.0] * 3, step=499, total=1000))
+        sizes[cls] = sum(out["conflict_size"]) / 3
     assert sizes == {socodt.SoCoDTConfig: 0.0, socodt.FixedSparsityConfig: 40.0}
 
 
@@ -143,6 +143,8 @@ def test_all_methods_registered_through_entry_points():
     for name in names:
         spec = registry.method(name).spec
         assert spec.capabilities == frozenset({"masks"}) and spec.description and spec.citation
-        strat = spec.strategy(spec.config_cls(), layout, 4, torch.Generator().manual_seed(0))
+        ctx = StrategyContext(spec.config_cls(), layout, 4, torch.Generator().manual_seed(0),
+                              torch.device("cpu"))
+        strat = spec.strategy(ctx)
         assert strat.masks.shape == (4, 600) and strat.masks.dtype == torch.float32
         assert strat.masks.mean().item() == pytest.approx(0.8, abs=0.05)

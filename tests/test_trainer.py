@@ -1,6 +1,7 @@
 """The shared trainer on real smoke-sized data: determinism, resume, masks, failures."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from mtrl_bench.api import load_datasets, prepare_run, run_training
+from mtrl_bench.api import ConfigMismatch, Run, load_datasets
 from mtrl_bench.data import OfflineData
 from mtrl_bench.masking import MaskStrategy
 from mtrl_bench.model import per_task_loss
 from mtrl_bench.runs import RunDir
-from mtrl_bench.trainer import ConfigMismatch, NonFiniteLoss, build, effective_weights, train_step
+from mtrl_bench.trainer import NonFiniteLoss, Trainer
 
 
 @pytest.fixture
@@ -24,23 +25,23 @@ def smoke(smoke_data, monkeypatch, tmp_path):
     monkeypatch.setenv("MTRL_BENCH_DATA", str(smoke_data))
 
     def make(method="prompt-dt", name="run", **overrides):
-        return prepare_run(method, "mt5", "near-optimal", 0, "smoke", "cpu",
+        return Run.prepare(method, "mt5", "near-optimal", 0, "smoke",
                            {k.replace("__", "."): str(v) for k, v in overrides.items()},
-                           out=tmp_path / name)
+                           execution={"device": "cpu", "progress": False}, out=tmp_path / name)
     return make
 
 
 def _steps(cfg, n, strategy=None):
     data = OfflineData(load_datasets(cfg, progress=False), cfg.data, cfg.model)
-    c = build(cfg, data, torch.device("cpu"))
+    c = Trainer(cfg, data, torch.device("cpu"))
     if strategy is not None:
         c.strategy = strategy(c)
-    records = [train_step(c, data, cfg, s, torch.device("cpu"), None) for s in range(n)]
+    records = [c.step() for _ in range(n)]
     return c, data, records
 
 
 def test_same_seed_same_numbers(smoke):
-    cfg, _ = smoke()
+    cfg = smoke().config
     a, _, ra = _steps(cfg, 4)
     b, _, rb = _steps(cfg, 4)
     assert [r["loss"] for r in ra] == [r["loss"] for r in rb]
@@ -52,7 +53,7 @@ def test_same_seed_same_numbers(smoke):
 
 
 def test_loss_decreases_on_real_data(smoke):
-    cfg, _ = smoke(train__lr=1e-3, train__warmup_steps=1)
+    cfg = smoke(train__lr=1e-3, train__warmup_steps=1).config
     _, _, records = _steps(cfg, 60)
     first = sum(r["loss"] for r in records[:10]) / 10
     last = sum(r["loss"] for r in records[-10:]) / 10
@@ -70,11 +71,11 @@ def _random_masks(values: tuple[float, ...], seed: int):
 
 
 def test_masked_update_is_mean_of_task_gradients_times_soft_mask(smoke):
-    cfg, _ = smoke()
+    cfg = smoke().config
     c, data, _ = _steps(cfg, 0, _random_masks((0.0, 0.5, 1.0, 1.0), seed=3))
     c.model.eval()  # no dropout: both computations below see the same function
     seg, prompt = data.sample(np.random.default_rng(5), 2)
-    weights = effective_weights(c, requires_grad=True)
+    weights = c.effective_weights(requires_grad=True)
     losses = per_task_loss(c.model(seg, prompt, weights), seg.actions, seg.mask)
     scale = c.layout.views(c.strategy.grad_scale())
     expected = {}
@@ -90,17 +91,17 @@ def test_masked_update_is_mean_of_task_gradients_times_soft_mask(smoke):
 
 
 def test_entries_masked_for_a_task_do_not_affect_its_forward_pass(smoke):
-    cfg, _ = smoke()
+    cfg = smoke().config
 
     c, data, _ = _steps(cfg, 1, _random_masks((0.0, 1.0, 1.0), seed=1))
     c.model.eval()
     seg, prompt = data.sample(np.random.default_rng(0), 2)
-    before = c.model(seg, prompt, effective_weights(c, False))
+    before = c.model(seg, prompt, c.effective_weights())
     dropped = c.layout.views(1 - c.strategy.forward_mask())
     with torch.no_grad():
         for name, p in c.model.maskable_parameters().items():
             p += 10.0 * dropped[name][0]  # perturb only entries task 0 does not use
-    after = c.model(seg, prompt, effective_weights(c, False))
+    after = c.model(seg, prompt, c.effective_weights())
     torch.testing.assert_close(after[0], before[0])
     assert not torch.allclose(after[1:], before[1:])
 
@@ -111,12 +112,12 @@ def _final_state(run: RunDir):
 
 
 def test_resume_equals_uninterrupted(smoke):
-    cfg, full = smoke(name="full")
-    run_training(cfg, full, progress=False)
-    cfg2, part = smoke(name="part")
-    assert run_training(cfg2, part, progress=False, stop_after=12) is None
+    full_run, part_run = smoke(name="full"), smoke(name="part")
+    full, part = full_run.dir, part_run.dir
+    full_run.train()
+    assert part_run.train(stop_after=12) is None
     assert part.status()["state"] == "interrupted" and not part.complete
-    result = run_training(cfg2, part, resume=True, progress=False)
+    result = part_run.train(resume=True)
     assert part.complete and result["success"] == full.metrics()[-1]["success"]
     (ma, la), (mb, lb) = _final_state(full), _final_state(part)
     assert la == lb
@@ -153,15 +154,16 @@ def test_kill_and_resume_with_the_cli(smoke, smoke_data, tmp_path):
 
 
 def test_resume_with_a_different_config_is_refused(smoke):
-    cfg, run = smoke()
-    run_training(cfg, run, progress=False, stop_after=10)
-    cfg.train.lr = 0.5
+    run = smoke()
+    run.train(stop_after=10)
+    run.config.train.lr = 0.5
     with pytest.raises(ConfigMismatch, match="train.lr: 0.0001 != 0.5"):
-        run_training(cfg, run, resume=True, progress=False)
+        run.train(resume=True)
 
 
 def test_nan_loss_marks_the_run_failed_and_keeps_the_checkpoint(smoke, monkeypatch):
-    cfg, run = smoke()
+    run_ = smoke()
+    run = run_.dir
     import mtrl_bench.trainer as trainer
 
     calls = {"n": 0}
@@ -174,8 +176,27 @@ def test_nan_loss_marks_the_run_failed_and_keeps_the_checkpoint(smoke, monkeypat
 
     monkeypatch.setattr(trainer, "per_task_loss", poisoned)
     with pytest.raises(NonFiniteLoss, match="step 15"):
-        run_training(cfg, run, progress=False)
+        run_.train()
     status = run.status()
     assert status["state"] == "failed" and status["step"] == 15
     assert run.load_checkpoint()["step"] == 10  # the last good checkpoint survives
     assert not run.complete
+
+
+def test_execution_settings_never_change_which_run_it_is(smoke_data, tmp_path):
+    """Device, threads and amp are recorded, not hashed: one directory, trained once."""
+    env = {**os.environ, "MTRL_BENCH_DATA": str(smoke_data)}
+    base = [sys.executable, "-m", "mtrl_bench.cli", "train", "--profile", "smoke", "--quiet",
+            "--runs", str(tmp_path)]
+    outputs = []
+    for extra in (["--device", "cpu"], ["--device", "auto"], ["--set", "train.threads=2"],
+                  ["--threads", "2", "--amp", "none"]):
+        done = subprocess.run([*base, *extra], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stdout)
+    runs = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert len(runs) == 1
+    assert all("already complete" in out for out in outputs[1:]) and "already" not in outputs[0]
+    manifest = json.loads((runs[0] / "manifest.json").read_text())
+    assert [e["device"] for e in manifest["executions"]] == ["cpu"]  # trained once, on the CPU
+    assert "device" not in json.loads((runs[0] / "config.json").read_text())

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mtrl_bench import MaskStrategy, MethodSpec, UpdateContext, hookimpl
+from mtrl_bench import MaskStrategy, MethodSpec, StrategyContext, UpdateContext, hookimpl
 
 
 @dataclass(frozen=True)
@@ -18,9 +18,9 @@ class GradSignConfig:
 
 
 class GradSign(MaskStrategy):
-    def __init__(self, config: GradSignConfig, num_tasks: int, numel: int) -> None:
-        super().__init__(torch.ones(num_tasks, numel))
-        self.config = config
+    def __init__(self, ctx: StrategyContext) -> None:
+        super().__init__(torch.ones(ctx.num_tasks, ctx.layout.numel))  # the trainer places it
+        self.config = ctx.config
 
     def update(self, ctx: UpdateContext) -> dict[str, float]:
         agreement = ctx.grads * ctx.grads.mean(0, keepdim=True)  # (N, n) g_i * g_bar
@@ -29,7 +29,7 @@ class GradSign(MaskStrategy):
         drop = torch.zeros_like(agreement, dtype=torch.bool)
         drop.scatter_(1, worst.indices, worst.values < 0)  # only entries that truly disagree
         self.masks.copy_((~drop).float())
-        return {"masked_fraction": drop.float().mean().item()}
+        return {"masked_fraction": drop.float().mean(1).tolist()}  # one value per task
 
 
 @hookimpl
@@ -37,7 +37,7 @@ def mtrl_bench_methods() -> list[MethodSpec]:
     return [MethodSpec(
         name="gradsign",
         config_cls=GradSignConfig,
-        strategy=lambda cfg, layout, num_tasks, generator: GradSign(cfg, num_tasks, layout.numel),
+        strategy=GradSign,  # called with a StrategyContext
         description="example plugin: mask entries whose gradient sign opposes the mean",
-        capabilities=frozenset({"masks"}),
+        diagnostics={"masked_fraction": "share of entries masked (sign disagrees)"},
     )]

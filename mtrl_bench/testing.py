@@ -1,0 +1,149 @@
+"""A conformance kit for method plugins: `check_method("name")` or `check_method(spec)`.
+
+In the spirit of d3rlpy's algorithm tester and pytest's `pytester`: it runs a method through the
+real trainer at the smoke scale (on random Meta-World-shaped data, so no dataset is generated)
+and checks what the trainer relies on:
+
+1. the strategy factory builds masks of shape (tasks, maskable entries), float, finite, in [0, 1];
+2. the same seed gives the same masks (the factory draws only from ``ctx.generator``);
+3. masked training steps change the weights, with every mask update checked (shape, dtype, range,
+   no NaN) and its diagnostics well formed (a float, or one float per task, per key);
+4. training is deterministic for a seed;
+5. save/restore: a run checkpointed half-way, saved with torch.save and resumed, ends with the
+   masks and weights of an uninterrupted run (so state beyond the masks must be in state_dict).
+
+Each problem raises `MethodCheckError` naming the method and what failed.
+"""
+from __future__ import annotations
+
+import io
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from mtrl_bench.config import DataConfig, ModelConfig, build_config
+from mtrl_bench.data import OfflineData
+from mtrl_bench.masking import MaskError
+from mtrl_bench.plugins import MethodSpec, registry
+from mtrl_bench.trainer import NonFiniteLoss, Trainer
+
+STEPS = 6  # training steps per check run
+INTERVAL = 2  # a mask update every INTERVAL steps: three updates
+TASKS = 3
+
+
+class MethodCheckError(AssertionError):
+    """A method does not meet the plugin contract; the message says which part and why."""
+
+
+def random_datasets(num_tasks: int = TASKS, episodes: int = 4, horizon: int = 50,
+                    seed: int = 0) -> list[SimpleNamespace]:
+    """Random arrays shaped like Meta-World episodes (39-dim states, 4-dim actions)."""
+    rng = np.random.default_rng(seed)
+    return [SimpleNamespace(
+        task=f"task{i}", observations=rng.normal(size=(episodes, horizon, 39)).astype(np.float32),
+        actions=rng.uniform(-1, 1, (episodes, horizon, 4)).astype(np.float32),
+        rewards=rng.uniform(0, 10, (episodes, horizon)).astype(np.float32),
+        successes=np.zeros((episodes, horizon), bool)) for i in range(num_tasks)]
+
+
+def _trainer(spec: MethodSpec, data: OfflineData, seed: int) -> Trainer:
+    cfg = build_config(spec.name, "mt5", "near-optimal", seed, "smoke",
+                       {"train.steps": STEPS, "train.mask_interval": INTERVAL,
+                        "train.warmup_steps": 1, "train.lr": 1e-3},
+                       method_config_cls=spec.config_cls)
+    return Trainer(cfg, data, torch.device("cpu"), spec=spec)
+
+
+def _run(spec: MethodSpec, data: OfflineData, seed: int, steps: int,
+         state: dict | None = None) -> tuple[Trainer, list[dict]]:
+    """A trainer after `steps` steps (from `state`, if given), with its records."""
+    trainer = _trainer(spec, data, seed)
+    if state is not None:
+        trainer.load_state_dict(state)
+    records = [trainer.step() for _ in range(steps)]
+    return trainer, records
+
+
+def _check_diagnostics(name: str, records: list[dict], num_tasks: int) -> None:
+    for record in records:
+        diag = record.get("strategy")
+        if diag is None:
+            continue
+        if not isinstance(diag, dict):
+            raise MethodCheckError(f"method '{name}': update() returned "
+                                   f"{type(diag).__name__}, expected a dict of diagnostics")
+        for key, value in diag.items():
+            per_task = isinstance(value, list) and len(value) == num_tasks and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+            scalar = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not isinstance(key, str) or not (scalar or per_task):
+                raise MethodCheckError(
+                    f"method '{name}': diagnostic {key!r} at step {record['step']} is "
+                    f"{value!r}; expected a float or a list of {num_tasks} floats (one per task)")
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.shape == b.shape and bool(torch.equal(a, b))
+
+
+def check_method(method: str | MethodSpec, seed: int = 0) -> None:
+    """Run the conformance checks (module docstring) on a registered method or a MethodSpec;
+    raises MethodCheckError naming the first problem."""
+    spec = registry().method(method).spec if isinstance(method, str) else method
+    name = spec.name
+    try:
+        spec.config_cls()
+    except Exception as exc:
+        raise MethodCheckError(f"method '{name}': its config_cls() fails with default values: "
+                               f"{type(exc).__name__}: {exc}") from exc
+    data = OfflineData(random_datasets(), *_smoke_sections())
+    try:
+        first = _trainer(spec, data, seed)  # 1. masks checked at construction
+        if spec.strategy is not None:
+            again = _trainer(spec, data, seed)
+            if not _same(first.strategy.masks, again.strategy.masks):  # 2.
+                raise MethodCheckError(f"method '{name}': two strategies built with the same "
+                                       "seed have different masks (draw only from ctx.generator)")
+        full, records = _run(spec, data, seed, STEPS)  # 3. updates checked by the trainer
+    except (MaskError, NonFiniteLoss) as exc:
+        raise MethodCheckError(f"method '{name}': {exc}" if isinstance(exc, NonFiniteLoss)
+                               else str(exc)) from exc
+    moved = any(not torch.equal(p, q) for p, q in zip(first.model.parameters(),
+                                                       full.model.parameters()))
+    if not moved:
+        raise MethodCheckError(f"method '{name}': {STEPS} training steps left every weight "
+                               "unchanged (does grad_scale() zero every entry?)")
+    if spec.strategy is not None:
+        if not any("strategy" in r for r in records):
+            raise MethodCheckError(f"method '{name}': no mask update ran")
+        _check_diagnostics(name, records, data.num_tasks)
+    twin, twin_records = _run(spec, data, seed, STEPS)  # 4.
+    if [r["loss"] for r in twin_records] != [r["loss"] for r in records] or (
+            spec.strategy is not None and not _same(twin.strategy.masks, full.strategy.masks)):
+        raise MethodCheckError(f"method '{name}': two runs with seed {seed} differ "
+                               "(losses or masks): the method is not deterministic")
+    half, _ = _run(spec, data, seed, STEPS // 2)  # 5.
+    buffer = io.BytesIO()
+    torch.save(half.state_dict(), buffer)
+    buffer.seek(0)
+    resumed, _ = _run(spec, data, seed, STEPS - STEPS // 2,
+                      torch.load(buffer, weights_only=False))
+    if spec.strategy is not None and not _same(resumed.strategy.masks, full.strategy.masks):
+        raise MethodCheckError(
+            f"method '{name}': masks after save/restore differ from an uninterrupted run: "
+            "state beyond the masks (a running statistic, a counter) must be in "
+            "state_dict() and load_state_dict()")
+    if not all(torch.equal(p, q) for p, q in zip(resumed.model.parameters(),
+                                                  full.model.parameters())):
+        raise MethodCheckError(f"method '{name}': weights after save/restore differ from an "
+                               "uninterrupted run")
+
+
+def _smoke_sections() -> tuple[DataConfig, ModelConfig]:
+    cfg = build_config("check", "mt5", "near-optimal", 0, "smoke")
+    return cfg.data, cfg.model
+
+
+__all__ = ["MethodCheckError", "check_method", "random_datasets"]
