@@ -23,7 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from mtrl_bench.config import build_config, parse_overrides
 from mtrl_bench.data import OfflineData
 from mtrl_bench.masking import MaskStrategy, random_erk_masks
-from mtrl_bench.trainer import build, train_step
+from mtrl_bench.trainer import Trainer
 
 
 def fake_datasets(n: int, episodes: int = 8) -> list:
@@ -65,24 +65,25 @@ def main() -> None:
     for n in args.tasks:
         cfg = build_config("prompt-dt", "mt5", "near-optimal", 0, args.profile,
                            overrides=parse_overrides(args.set))
+        cfg.train.mask_interval = 10**9  # fixed masks: the step alone, never an update
         data = OfflineData(fake_datasets(n), cfg.data, cfg.model)
-        plain = build(cfg, data, dev)
-        masked = build(cfg, data, dev)
+        plain = Trainer(cfg, data, dev)
+        masked = Trainer(cfg, data, dev)
         masked.strategy = MaskStrategy(random_erk_masks(masked.layout, n, 0.2,
                                                         torch.Generator().manual_seed(0)))
-        variants = {"plain": (plain, None), "masked": (masked, None),
-                    "bf16": (build(cfg, data, dev), torch.bfloat16)}
+        variants = {"plain": plain, "masked": masked,
+                    "bf16": Trainer(cfg, data, dev, torch.bfloat16)}
         times = {k: [] for k in variants}
-        for c, amp in variants.values():
-            train_step(c, data, cfg, 0, dev, amp)  # warm-up
+        for trainer in variants.values():
+            trainer.step()  # warm-up
         for _ in range(args.repeats):
-            for k, (c, amp) in variants.items():
+            for k, trainer in variants.items():
                 t = time.perf_counter()
-                for s in range(args.steps):
-                    train_step(c, data, cfg, s, dev, amp)
+                for _ in range(args.steps):
+                    trainer.step()
                 times[k].append((time.perf_counter() - t) / args.steps)
         with FlopCounterMode(display=False) as counter:
-            train_step(plain, data, cfg, 0, dev, None)
+            plain.step()
         sec = {k: float(np.median(v)) for k, v in times.items()}
         samples = n * cfg.train.batch_per_task
         flops = counter.get_total_flops() / sec["plain"]

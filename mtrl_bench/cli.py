@@ -44,12 +44,14 @@ def _execution(args: argparse.Namespace) -> dict:
 def cmd_train(args: argparse.Namespace) -> int:
     from mtrl_bench.api import Run
     from mtrl_bench.config import parse_overrides
+    from mtrl_bench.paper import paper
     from mtrl_bench.runs import read_json
 
     overrides = parse_overrides(args.set)
     if args.steps is not None:
         overrides["train.steps"] = str(args.steps)
-    run = Run.prepare(args.method, args.suite, args.quality, args.seed, args.profile, overrides,
+    method = args.method or paper().default_method
+    run = Run.prepare(method, args.suite, args.quality, args.seed, args.profile, overrides,
                       execution=_execution(args), out=args.out, runs_root=args.runs)
     if run.complete:
         print(f"run already complete: {run.dir.path} (delete it to retrain)")
@@ -92,9 +94,11 @@ DEFAULT_EXPERIMENT = "quick"
 RESULTS_ROOT = Path("results")
 
 
-def _report(experiment_dir: Path, reference: str, out: Path | None = None,
-            quiet: bool = False) -> tuple[pd.DataFrame, list[str]]:
-    """Results table, report and plots of an experiment directory; prints what is missing."""
+def _report(experiment_dir: Path, reference: str | None, out: Path | None = None,
+            quiet: bool = False, checked: bool = False) -> tuple[pd.DataFrame, list[str], str]:
+    """Results table, report and plots of an experiment directory; prints what is missing.
+    Returns (results, problems, the reference used); `checked`: the reference was already
+    checked against the experiment's methods (its runs may all have failed)."""
     from mtrl_bench.plots import plot_experiment
     from mtrl_bench.report import write_report
     from mtrl_bench.results import collect
@@ -108,6 +112,8 @@ def _report(experiment_dir: Path, reference: str, out: Path | None = None,
         raise ValueError(f"{experiment_dir}: no finished run to report"
                          + (f" ({len(problems)} unfinished, listed above)" if problems else
                             " (no run directories found)"))
+    if not checked:
+        reference = _reference(reference, sorted(set(df["method"])))
     out.mkdir(parents=True, exist_ok=True)
     from mtrl_bench_envs.common import atomic_write
 
@@ -121,7 +127,20 @@ def _report(experiment_dir: Path, reference: str, out: Path | None = None,
         print(f"wrote {len(files)} files into {out}: "
               + ", ".join(str(f.relative_to(out)) for f in files[:8])
               + (" ..." if len(files) > 8 else ""))
-    return df, problems
+    return df, problems, reference
+
+
+def _reference(asked: str | None, methods: list[str]) -> str:
+    """The method the others are tested against: the one asked for (it must be among
+    `methods`), else the paper's when present, else the first of `methods`."""
+    from mtrl_bench.paper import paper
+    from mtrl_bench_envs.common import unknown_name_message
+
+    if asked is not None:
+        if asked not in methods:
+            raise ValueError("--reference: " + unknown_name_message("method", asked, methods))
+        return asked
+    return paper().reference if paper().reference in methods or not methods else methods[0]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -132,6 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     overrides, settings = split_overrides(parse_overrides(args.set))
     exp = grid.with_overrides(grid.load_experiment(args.experiment), args.profile, overrides)
     execution = build_execution(exp.profile, {**settings, **_execution(args)})
+    reference = _reference(args.reference, list(exp.methods))
     out = (args.out or RESULTS_ROOT / exp.name).resolve()
     # grid.json lists the whole grid, so a report after --only-method says what is still missing
     runs = grid.expand(exp, out / "runs")
@@ -163,9 +183,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     for s in summaries:
         if s["state"] in ("failed", "locked"):
             print(f"  {s['state']}: {s['run']}: {s.get('error', '')}")
-    df, _ = _report(out, args.reference, quiet=args.quiet)
+    df, _, _ = _report(out, reference, quiet=args.quiet, checked=True)
     print()
-    print(comparison_text(df, args.reference))
+    print(comparison_text(df, reference))
     print(f"\nreport: {out / 'report.md'}")
     return 1 if counts["failed"] else 0
 
@@ -174,10 +194,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     experiment_dir = Path(args.experiment_dir)
     if not experiment_dir.is_dir():
         raise FileNotFoundError(f"no such experiment directory: {experiment_dir}")
-    df, _ = _report(experiment_dir, args.reference, out=args.out)
     from mtrl_bench.report import comparison_text
+
+    df, _, reference = _report(experiment_dir, args.reference, out=args.out)
     print()
-    print(comparison_text(df, args.reference))
+    print(comparison_text(df, reference))
     return 0
 
 
@@ -219,13 +240,15 @@ def add_experiment_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--profile", help="override the experiment's profile (smoke | cpu | paper)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override a config field in every run (changes the runs' identity)")
-    p.add_argument("--reference", default="socodt", help="method the others are tested against")
+    p.add_argument("--reference", help="method the others are tested against (default: the "
+                   "paper's, mtrl_bench/paper/paper.toml)")
     add_execution_options(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="results table, report and plots of an experiment dir")
     p.add_argument("experiment_dir")
-    p.add_argument("--reference", default="socodt")
+    p.add_argument("--reference", help="method the others are tested against (default: the "
+                   "paper's)")
     p.add_argument("--out", type=Path, help="where to write (default: the experiment dir)")
     p.set_defaults(func=cmd_report)
 
@@ -246,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_methods)
 
     p = sub.add_parser("train", help="train one run (generates its dataset if missing)")
-    p.add_argument("--method", default="prompt-dt")
+    p.add_argument("--method", help="a registered method (`mtrl-bench methods`; default: the "
+                   "paper's unmasked baseline)")
     p.add_argument("--suite", default="mt5")
     p.add_argument("--quality", default="near-optimal")
     p.add_argument("--seed", type=int, default=0)

@@ -4,7 +4,7 @@ An *experiment* is a TOML file (built-ins in ``mtrl_bench/experiments/``; a user
 the same way)::
 
     description = "one line"
-    methods = ["prompt-dt", "socodt"]
+    methods = ["method-a", "method-b"]  # registered names (`mtrl-bench methods`)
     suites = ["mt5"]              # "random5-{seed}": the task combination follows the seed
     qualities = ["sub-optimal"]
     seeds = [0, 1, 2]
@@ -14,7 +14,7 @@ the same way)::
 
     [overrides]                   # `section.field` values for every run (config.py sections)
     train.steps = 600
-    method.beta_scale = 0.01      # method.* applies to the methods that have the field
+    method.alpha = 10             # method.* applies to the methods that have the field
 
     [[sweep]]                     # optional; each sweep adds its points to the grid
     name = "alpha"
@@ -314,7 +314,8 @@ def expand(exp: Experiment, runs_root: Path, only_methods: Iterable[str] | None 
     base_cfg: dict[str, dict[str, Any]] = {}
     grid = itertools.product(exp.seeds, exp.suites, exp.qualities, _points(exp), methods)
     for seed, suite_name, quality, (point, sweep), method in grid:
-        # method.* fields apply to the methods that have them (e.g. socodt's alpha, not prompt-dt)
+        # method.* fields apply to the methods that have them (a method without the field keeps
+        # its config: one sweep over a masking hyperparameter also runs the unmasked baseline)
         keep = {k: v for k, v in point.items()
                 if not k.startswith("method.") or k.removeprefix("method.") in fields_of[method]}
         base = {k: v for k, v in exp.overrides.items()

@@ -96,12 +96,14 @@ def check_masks(strategy: MaskStrategy, num_tasks: int, numel: int, method: str,
                         f"({num_tasks}, {numel}) (tasks x maskable entries)")
     if not masks.is_floating_point():
         raise MaskError(f"{where} have dtype {masks.dtype}, expected a float dtype")
-    if not bool(torch.isfinite(masks).all()):
+    if not masks.numel():
+        return
+    lo, hi = (float(v) for v in torch.aminmax(masks))  # one pass; NaN propagates into both
+    if math.isnan(lo) or math.isnan(hi) or math.isinf(lo) or math.isinf(hi):
         bad = int((~torch.isfinite(masks)).sum())
         raise MaskError(f"{where} hold {bad} non-finite values (NaN or inf)")
-    if masks.numel() and (float(masks.min()) < 0 or float(masks.max()) > 1):
-        raise MaskError(f"{where} range over [{float(masks.min()):.3g}, "
-                        f"{float(masks.max()):.3g}], expected values in [0, 1]")
+    if lo < 0 or hi > 1:
+        raise MaskError(f"{where} range over [{lo:.3g}, {hi:.3g}], expected values in [0, 1]")
 
 
 class MaskStrategy:
@@ -162,7 +164,7 @@ def random_erk_masks(layout: MaskLayout, num_tasks: int, sparsity: float,
 
 def erk_initialised(strategy_cls: type) -> Callable[[StrategyContext], MaskStrategy]:
     """A MethodSpec strategy factory: `strategy_cls(config, masks)` starting from random ERK masks
-    at `config.sparsity` (HarmoDT's initialisation, shared by SoCo-DT)."""
+    at `config.sparsity` (HarmoDT's initialisation; DESIGN §4)."""
     def factory(ctx: StrategyContext) -> MaskStrategy:
         masks = random_erk_masks(ctx.layout, ctx.num_tasks, ctx.config.sparsity, ctx.generator)
         return strategy_cls(ctx.config, masks)

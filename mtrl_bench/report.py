@@ -5,7 +5,7 @@
 - ``report.md`` and ``report.tex``: an overview that says what is missing; (a) a comparison table
   per suite (mean ± std over seeds, best per column in bold, significance marks explained under
   the table) with the tests behind the marks; (b) the paper's Tables 1–4 with our numbers beside
-  the paper's (read from ``results/paper/*.csv``), showing only the rows and columns we have data
+  the paper's (`mtrl_bench.paper`: package data), showing only the rows and columns we have data
   for; (c) aggregates (IQM, mean, optimality gap, P(method > reference), bootstrap CIs);
 - ``comparison.csv`` (every test, raw and Holm-adjusted p), ``aggregate.csv`` and
   ``paper_tables.csv`` (ours beside the paper's, long form).
@@ -24,40 +24,14 @@ import pandas as pd
 from tabulate import tabulate
 
 from mtrl_bench import stats
-from mtrl_bench.stats import CELL, DEFAULT_REPS, METHOD_ORDER, QUALITY_ORDER, SUITE_ORDER
+from mtrl_bench.paper import Layout, load_numbers, numbers_dir
+from mtrl_bench.paper import paper as paper_data
+from mtrl_bench.stats import CELL, DEFAULT_REPS, QUALITY_ORDER, SUITE_ORDER, method_order
 from mtrl_bench_envs.common import atomic_write
-
-DEFAULT_PAPER_DIR = Path(__file__).resolve().parents[1] / "results" / "paper"
-PAPER_COLUMNS = ("table", "paper_method", "method", "suite", "quality", "metric", "mean", "std")
 
 SUITE_LABELS = {"mt5": "MT5", "mt30": "MT30", "mt50": "MT50", "mt50-rand": "MT50-rand",
                 "random5": "random 5", "random30": "random 30"}
 QUALITY_LABELS = {"near-optimal": "near-opt.", "sub-optimal": "sub-opt."}
-
-
-@dataclass(frozen=True)
-class Layout:
-    """One of the paper's tables: which of our methods, suites and metrics fill it."""
-
-    number: int
-    title: str
-    methods: tuple[str, ...]
-    suites: tuple[str, ...]
-    metrics: tuple[str, ...] = ("success",)
-
-
-_MAIN = ("prompt-dt", "harmodt-r", "harmodt-m", "harmodt-f", "socodt")
-LAYOUTS = (
-    Layout(1, "Meta-World MT5 / MT30 / MT50, near- and sub-optimal data", _MAIN,
-           ("mt5", "mt30", "mt50")),
-    Layout(2, "MT50 with random goals (MT50-rand)", _MAIN, ("mt50-rand",)),
-    Layout(3, "Random 5- and 30-task combinations", ("harmodt-f", "socodt"),
-           ("random5", "random30")),
-    Layout(4, "MT30 component ablation (S: soft mask, A: adaptive sparsity, "
-              "M: magnitude-sensitive scoring)",
-           ("socodt-no-soft", "socodt-fixed-sparsity", "socodt-no-magnitude", "socodt"),
-           ("mt30",), ("success", "return")),
-)
 
 
 # --------------------------------------------------------------------------- document model
@@ -142,29 +116,6 @@ def _sorted_unique(values: Iterable[str], order: tuple[str, ...]) -> list[str]:
 
 # --------------------------------------------------------------------------- paper numbers
 
-def load_paper(paper_dir: str | Path | None) -> pd.DataFrame:
-    """The paper's transcribed numbers (all ``table*.csv`` files), or an empty frame."""
-    empty = pd.DataFrame(columns=list(PAPER_COLUMNS))
-    if paper_dir is None or not Path(paper_dir).is_dir():
-        return empty
-    frames = []
-    for path in sorted(Path(paper_dir).glob("table*.csv")):
-        # Read as text so numbers are shown exactly as printed ("100.0", not "100.00").
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        lacking = [c for c in PAPER_COLUMNS if c not in frame.columns]
-        if lacking:
-            raise ValueError(f"{path}: missing column(s) {', '.join(lacking)}")
-        frames.append(frame)
-    if not frames:
-        return empty
-    out = pd.concat(frames, ignore_index=True)
-    out["table"] = pd.to_numeric(out["table"])
-    for col in ("mean", "std"):
-        out[f"{col}_text"] = out[col].str.strip()
-        out[col] = pd.to_numeric(out[col].replace("", None))
-    return out
-
-
 # --------------------------------------------------------------------------- sections
 
 def _overview(df: pd.DataFrame, comps: dict[str, pd.DataFrame], primary: str, reference: str,
@@ -172,7 +123,7 @@ def _overview(df: pd.DataFrame, comps: dict[str, pd.DataFrame], primary: str, re
     runs = df.drop_duplicates(list(stats.RUN))
     blocks: list[Block] = [("h2", "Overview"), ("p", (
         f"{len(df)} rows from {len(runs)} runs. Methods: "
-        f"{', '.join(_sorted_unique(df['method'], METHOD_ORDER))}. Suites: "
+        f"{', '.join(_sorted_unique(df['method'], method_order()))}. Suites: "
         f"{', '.join(_sorted_unique(df['suite'], SUITE_ORDER))}. Qualities: "
         f"{', '.join(_sorted_unique(df['quality'], QUALITY_ORDER))}. Protocols: "
         f"{', '.join(sorted(set(df['protocol'])))}. Reference method: {reference}. "
@@ -216,7 +167,7 @@ def _missing(df: pd.DataFrame, metric: str, reference: str) -> list[str]:
     if scores.empty:
         return [*out, f"no run has the metric '{metric}'"]
     cells = scores[list(CELL)].drop_duplicates()
-    methods = _sorted_unique(scores["method"], METHOD_ORDER)
+    methods = _sorted_unique(scores["method"], method_order())
     present = set(map(tuple, scores[["method", *CELL]].drop_duplicates().to_numpy()))
     for method in methods:
         gaps = [_cell_name(s, q) + (f" [{p}]" if cells["protocol"].nunique() > 1 else "")
@@ -248,7 +199,7 @@ def _comparison_section(comp: pd.DataFrame, metric: str, reference: str,
     family = {metric: int(comp["p_welch"].notna().sum())}
     for (suite, protocol), group in comp.groupby(["suite", "protocol"], sort=False):
         qualities = _sorted_unique(group["quality"], QUALITY_ORDER)
-        methods = _sorted_unique(group["method"], METHOD_ORDER)
+        methods = _sorted_unique(group["method"], method_order())
         rows, detail = [], []
         for method in methods:
             row = [Cell(method)]
@@ -332,11 +283,11 @@ def _paper_section(comps: dict[str, pd.DataFrame], paper: pd.DataFrame, referenc
                    alpha: float, paper_dir: Path | None) -> tuple[list[Block], pd.DataFrame]:
     blocks: list[Block] = [("h2", "(b) The paper's tables, ours beside the paper's")]
     if paper.empty:
-        where = paper_dir if paper_dir is not None else "(no paper_dir given)"
+        where = paper_dir
         blocks.append(("p", f"The paper's numbers were not found at {where}: only ours are "
                             "shown."))
     long_rows = []
-    for layout in LAYOUTS:
+    for layout in paper_data().layouts:
         layout_blocks, layout_rows = _paper_layout(layout, comps, paper, reference, alpha)
         blocks += layout_blocks
         long_rows += layout_rows
@@ -367,7 +318,7 @@ def _paper_layout(layout: Layout, comps: dict[str, pd.DataFrame], paper: pd.Data
         methods = [m for m in layout.methods if m in set(group["method"])]
         rows, values = [], {}
         for method in methods:
-            label = method + (f" ({labels[method]})" if method in labels and layout.number == 4
+            label = method + (f" ({labels[method]})" if method in labels and layout.paper_labels
                               else "")
             row = [Cell(label)]
             for s, q, k in cols:
@@ -417,7 +368,7 @@ def _paper_layout(layout: Layout, comps: dict[str, pd.DataFrame], paper: pd.Data
             notes.append("Missing here: " + _describe_gaps(gaps, layout) + ".")
         skipped = sorted(set(paper_t.loc[paper_t["method"] == "", "paper_method"]))
         if skipped:
-            notes.append("Paper rows not reimplemented here (see results/paper/): "
+            notes.append("Paper rows not reimplemented here (see mtrl_bench/paper/): "
                          + ", ".join(skipped) + ".")
         caption = f"Table {layout.number}" + (f", protocol {protocol}" if protocol else "")
         blocks.append(("table", Table(caption, "method", columns, rows, notes)))
@@ -596,15 +547,18 @@ def comparison_text(df: pd.DataFrame, reference: str) -> str:
 
 # --------------------------------------------------------------------------- entry point
 
-def write_report(df: pd.DataFrame, out_dir: str | Path, reference: str = "socodt",
-                 paper_dir: str | Path | None = DEFAULT_PAPER_DIR, metric: str = "success",
+def write_report(df: pd.DataFrame, out_dir: str | Path, reference: str | None = None,
+                 paper_dir: str | Path | None = None, metric: str = "success",
                  seed: int = 0, reps: int = DEFAULT_REPS, alpha: float = 0.05) -> list[Path]:
     """Write report.md, report.tex, comparison.csv, aggregate.csv and paper_tables.csv.
 
+    reference: the method the others are tested against (default: the paper's reference);
+    paper_dir: the transcribed numbers (default: the installed `mtrl_bench/paper/`).
     `metric` is the headline metric (aggregates and the overview); every metric in the table gets
     a comparison, each metric its own Holm family. Raises ValueError only when the table holds no
     value at all; a partial table is reported with what is missing.
     """
+    reference = reference or paper_data().reference
     raw_rows = len(df)
     df = stats.check_results(df)
     if df.empty:
@@ -614,8 +568,8 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, reference: str = "socodt
     primary = metric if metric in metrics else metrics[0]
     comps = {m: stats.compare(df, reference, m, seed=seed, alpha=alpha) for m in metrics}
     agg = stats.aggregate(df, reference, primary, reps=reps, seed=seed)
-    paper_path = Path(paper_dir) if paper_dir is not None else None
-    paper = load_paper(paper_path)
+    paper_path = Path(paper_dir) if paper_dir is not None else numbers_dir()
+    paper = load_numbers(paper_path)
 
     blocks = _overview(df, comps, primary, reference, alpha)
     if raw_rows > len(df):
@@ -648,5 +602,5 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, reference: str = "socodt
     return paths
 
 
-__all__ = ["LAYOUTS", "Layout", "load_paper", "render_latex", "render_markdown", "write_report"]
+__all__ = ["comparison_text", "render_latex", "render_markdown", "write_report"]
 

@@ -53,11 +53,8 @@ MEAN_TASK = "__mean__"  # a run's task-averaged value, for runs stored without p
 CELL = ("suite", "quality", "protocol")
 RUN = ("method", *CELL, "seed")
 
-# Canonical orders, so tables and CSVs read the same way whatever order the runs finished in.
-METHOD_ORDER = (
-    "prompt-dt", "harmodt-r", "harmodt-m", "harmodt-f", "socodt",
-    "socodt-no-soft", "socodt-fixed-sparsity", "socodt-no-magnitude",
-)
+# Canonical orders, so tables and CSVs read the same way whatever order the runs finished in
+# (methods: the paper's display order, `mtrl_bench.paper`).
 SUITE_ORDER = ("mt5", "mt30", "mt50", "mt50-rand", "random5", "random30")
 QUALITY_ORDER = ("near-optimal", "sub-optimal")
 
@@ -66,9 +63,16 @@ EXACT_LIMIT = 100_000  # above this many distinct splits the permutation test sa
 DEFAULT_REPS = 10_000  # bootstrap resamples (rliable uses 50 000; 10 000 fixes two decimals)
 
 
+def method_order() -> tuple[str, ...]:
+    from mtrl_bench.paper import paper
+
+    return paper().display_order
+
+
 def order_key(column: str) -> Callable[[pd.Series], pd.Series]:
     """A `sort_values(key=...)` function putting known names first, in the canonical order."""
-    known = {"method": METHOD_ORDER, "suite": SUITE_ORDER, "quality": QUALITY_ORDER}.get(column, ())
+    known = {"method": method_order(), "suite": SUITE_ORDER,
+             "quality": QUALITY_ORDER}.get(column, ())
     rank = {name: i for i, name in enumerate(known)}
 
     def key(values: pd.Series) -> pd.Series:
@@ -278,7 +282,7 @@ COMPARE_COLUMNS = (
 REFERENCE_ROWS = ("bc-all", "bc-top20")
 
 
-def compare(df: pd.DataFrame, reference: str = "socodt", metric: str = "success", seed: int = 0,
+def compare(df: pd.DataFrame, reference: str, metric: str = "success", seed: int = 0,
             alpha: float = 0.05, needed_seeds: int | None = None) -> pd.DataFrame:
     """Every method against `reference` in every cell: one row per method × cell.
 
@@ -487,7 +491,7 @@ AGGREGATE_COLUMNS = (
 _ESTIMATES = tuple(c for c in AGGREGATE_COLUMNS[7:] if c not in ("reference", "note"))
 
 
-def aggregate(df: pd.DataFrame, reference: str = "socodt", metric: str = "success",
+def aggregate(df: pd.DataFrame, reference: str, metric: str = "success",
               reps: int = DEFAULT_REPS, seed: int = 0, confidence: float = 0.95) -> pd.DataFrame:
     """IQM, mean and optimality gap with stratified-bootstrap CIs, and P(method > reference).
 

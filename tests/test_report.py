@@ -1,14 +1,13 @@
 """Reports on synthetic results tables, and the transcribed paper numbers."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
 from mtrl_bench import report
+from mtrl_bench.paper import load_numbers, numbers_dir, paper
 
-PAPER_DIR = Path(__file__).resolve().parents[1] / "results" / "paper"
+PAPER_DIR = numbers_dir()
 FILES = ["report.md", "report.tex", "comparison.csv", "aggregate.csv", "paper_tables.csv"]
 
 # Per-seed offsets: mean 0, so each cell's mean is exactly its base value.
@@ -142,21 +141,21 @@ def test_nothing_to_report_raises(tmp_path):
 # ---------------------------------------------------------------- transcribed paper numbers
 
 def test_paper_tables_cover_the_layouts():
-    paper = report.load_paper(PAPER_DIR)
-    assert sorted(paper["table"].unique()) == [1, 2, 3, 4]
-    assert len(paper[paper["table"] == 1]) == 7 * 6
-    for layout in report.LAYOUTS:
-        rows = paper[(paper["table"] == layout.number) & (paper["method"] != "")]
+    numbers = load_numbers(PAPER_DIR)
+    assert sorted(numbers["table"].unique()) == [1, 2, 3, 4]
+    assert len(numbers[numbers["table"] == 1]) == 7 * 6
+    for layout in paper().layouts:
+        rows = numbers[(numbers["table"] == layout.number) & (numbers["method"] != "")]
         assert set(rows["method"]) == set(layout.methods)
         assert set(rows["suite"]) == set(layout.suites)
         assert set(rows["metric"]) == set(layout.metrics)
-    success = paper[paper["metric"] == "success"]["mean"].dropna()
+    success = numbers[numbers["metric"] == "success"]["mean"].dropna()
     assert success.between(0, 100).all()
 
 
 def test_paper_numbers_match_the_improvements_stated_in_the_text():
     # §5.2: SoCo-DT's gain over the best baseline, Table 1.
-    t1 = report.load_paper(PAPER_DIR).query("table == 1")
+    t1 = load_numbers(PAPER_DIR).query("table == 1")
     stated = {("mt5", "sub-optimal"): 4.96, ("mt30", "near-optimal"): 5.78,
               ("mt30", "sub-optimal"): 7.27, ("mt50", "near-optimal"): 7.08,
               ("mt50", "sub-optimal"): 9.69}
@@ -165,3 +164,24 @@ def test_paper_numbers_match_the_improvements_stated_in_the_text():
         ours = cell.loc[cell["method"] == "socodt", "mean"].item()
         best_other = cell.loc[cell["method"] != "socodt", "mean"].max()
         assert ours - best_other == pytest.approx(gain, abs=1e-9), (suite, quality)
+
+
+def test_a_regular_install_carries_the_paper(tmp_path):
+    """`pip install .` (a regular, non-editable install): the paper's numbers come with it."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                    "--no-build-isolation", "--target", str(target), str(root)],
+                   check=True, capture_output=True, timeout=600)
+    code = ("import mtrl_bench.paper as p; n = p.load_numbers(); "
+            f"assert p.__file__.startswith({str(target)!r}), p.__file__; "
+            "print(len(n), sorted(int(t) for t in n['table'].unique()), p.paper().reference)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(target)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[0] != "0" and "[1, 2, 3, 4]" in out.stdout

@@ -103,7 +103,7 @@ def test_compare_matches_scipy_on_seed_means_and_applies_holm():
     ref = [[0.8, 0.9], [0.7, 0.8], [0.9, 0.9]]
     df = results({"socodt": ref, "prompt-dt": [[0.3, 0.5], [0.4, 0.5], [0.6, 0.2]],
                   "harmodt-f": [[0.7, 0.8], [0.6, 0.9], [0.8, 0.7]]})
-    out = stats.compare(df).set_index("method")
+    out = stats.compare(df, "socodt").set_index("method")
     pd_means = [0.4, 0.45, 0.4]
     ref_means = [0.85, 0.75, 0.9]
     assert out.loc["prompt-dt", "p_welch"] == pytest.approx(
@@ -116,14 +116,15 @@ def test_compare_matches_scipy_on_seed_means_and_applies_holm():
     assert out.loc["prompt-dt", "mark"] == ""
     assert "floor p = 0.1" in out.loc["prompt-dt", "note"]
     assert out.loc["socodt", "note"] == "reference"
-    assert list(stats.compare(df).columns) == list(stats.COMPARE_COLUMNS)
+    assert list(stats.compare(df, "socodt").columns) == list(stats.COMPARE_COLUMNS)
 
 
 def test_bc_reference_rows_are_shown_but_not_tested():
     ref = [[0.8, 0.9], [0.7, 0.8], [0.9, 0.9]]
     methods = {"socodt": ref, "prompt-dt": [[0.3, 0.5], [0.4, 0.5], [0.6, 0.2]]}
-    alone = stats.compare(results(methods)).set_index("method")
-    both = stats.compare(results({**methods, "bc-top20": [[1.0, 1.0], [0.9, 1.0], [1.0, 0.9]]}))
+    alone = stats.compare(results(methods), "socodt").set_index("method")
+    both = stats.compare(results({**methods, "bc-top20": [[1.0, 1.0], [0.9, 1.0], [1.0, 0.9]]}),
+                         "socodt")
     both = both.set_index("method")
     assert both.loc["bc-top20", "n"] == 3 and np.isnan(both.loc["bc-top20", "p_welch"])
     assert "not tested" in both.loc["bc-top20", "note"]
@@ -138,18 +139,19 @@ def test_compare_marks_with_enough_seeds_and_notes_missing_reference():
     df = results({"socodt": seeds([0.90, 0.91, 0.89, 0.92, 0.88, 0.90]),
                   "prompt-dt": seeds([0.30, 0.31, 0.29, 0.33, 0.28, 0.30]),
                   "harmodt-f": seeds([0.85, 0.95, 0.88, 0.93, 0.86, 0.92])})
-    out = stats.compare(df).set_index("method")
+    out = stats.compare(df, "socodt").set_index("method")
     assert out.loc["prompt-dt", "mark"] == "**"
     assert out.loc["harmodt-f", "mark"] == ""
     other = results({"prompt-dt": [[0.1], [0.2]]}, suite="mt30")
-    lone = stats.compare(other)
+    lone = stats.compare(other, "socodt")
     assert "no socodt runs" in lone.iloc[0]["note"]
     assert stats.compare(df, reference="harmodt-f").set_index("method").loc[
         "harmodt-f", "note"] == "reference"
 
 
 def test_one_seed_a_side_gets_no_test_and_says_so():
-    out = stats.compare(results({"socodt": [[0.6]], "prompt-dt": [[0.4]]})).set_index("method")
+    df = results({"socodt": [[0.6]], "prompt-dt": [[0.4]]})
+    out = stats.compare(df, "socodt").set_index("method")
     row = out.loc["prompt-dt"]
     assert np.isnan(row["p_welch"]) and np.isnan(row["p_perm"])
     assert row["note"].startswith("fewer than 2 seeds on a side: no t-test")
@@ -200,9 +202,9 @@ def test_probability_of_improvement_by_hand():
 def test_aggregate_reproducible_and_unmoved_by_other_methods():
     base = {"socodt": [[0.9, 0.8, 0.7], [0.8, 0.9, 0.6], [0.7, 0.9, 0.8]],
             "harmodt-f": [[0.5, 0.6, 0.7], [0.6, 0.4, 0.6], [0.7, 0.5, 0.5]]}
-    one = stats.aggregate(results(base), reps=300, seed=0).set_index("method")
-    more = stats.aggregate(results({**base, "prompt-dt": [[0.1, 0.2, 0.3]] * 3}), reps=300,
-                           seed=0).set_index("method")
+    one = stats.aggregate(results(base), "socodt", reps=300, seed=0).set_index("method")
+    more = stats.aggregate(results({**base, "prompt-dt": [[0.1, 0.2, 0.3]] * 3}), "socodt",
+                           reps=300, seed=0).set_index("method")
     cols = ["iqm", "iqm_low", "iqm_high", "mean_low", "poi", "poi_low", "poi_high"]
     pd.testing.assert_series_equal(one.loc["harmodt-f", cols], more.loc["harmodt-f", cols])
     assert one.loc["harmodt-f", "poi"] < 0.5 and math.isnan(one.loc["socodt", "poi"])
