@@ -27,7 +27,27 @@ from mtrl_bench.runs import RunDir, run_name, write_json
 
 
 class ConfigMismatch(ValueError):
-    """A checkpoint was made with a different config than the one asked to resume it."""
+    """A run directory or checkpoint holds a different config than the one asked for."""
+
+
+class RunLocked(RuntimeError):
+    """Another live process holds the run's lock."""
+
+
+def method_fingerprint(method: str) -> dict[str, str]:
+    """Which code a method's results come from: its distribution, version and a hash of the
+    module that defines it (a changed plugin makes stored results stale; `Run.stale_code`)."""
+    import hashlib
+    import inspect
+
+    loaded = registry().method(method)
+    try:
+        source = inspect.getsourcefile(loaded.spec.config_cls) or ""
+        digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()[:12]
+    except (TypeError, OSError):
+        digest = "unknown"
+    return {"name": method, "distribution": loaded.distribution, "version": loaded.version,
+            "source_sha256": digest}
 
 
 def load_datasets(cfg: RunConfig, data_dir: str | Path | None = None,
@@ -85,6 +105,46 @@ class Run:
     def complete(self) -> bool:
         return self.dir.complete
 
+    def stale_code(self) -> str | None:
+        """Why a stored result may not match the installed method's code (its plugin's version
+        or source changed since it was trained), or None."""
+        if not self.dir.manifest_path.exists():
+            return None
+        from mtrl_bench.runs import read_json
+
+        then = read_json(self.dir.manifest_path).get("method")
+        if not then or self.config.method not in registry().methods:
+            return None
+        now = method_fingerprint(self.config.method)
+        changed = [f"{k} {then.get(k)} -> {now[k]}" for k in ("version", "source_sha256")
+                   if then.get(k) != now[k]]
+        if not changed:
+            return None
+        return (f"{self.dir.path} was trained with another version of method "
+                f"'{self.config.method}' from '{now['distribution']}' ({'; '.join(changed)}); "
+                f"delete that directory to retrain it with the installed code")
+
+    def _check_identity(self, state: dict | None) -> None:
+        """The directory's config.json and the checkpoint's config must be this run's."""
+        from mtrl_bench.runs import read_json
+
+        want = self.config.to_dict()
+        sources = []
+        if self.dir.config_path.exists():
+            sources.append((self.dir.config_path.name, read_json(self.dir.config_path)))
+        if state is not None:
+            sources.append(("its checkpoint", state["config"]))
+        for where, raw in sources:
+            try:
+                saved = RunConfig.from_dict(raw).to_dict()
+            except (TypeError, ValueError, AttributeError) as exc:
+                raise ConfigMismatch(f"{self.dir.path}: {where} is not a run config ({exc})"
+                                     ) from None
+            diff = config_diff(saved, want)
+            if diff:
+                raise ConfigMismatch(f"{self.dir.path} holds another run ({where}: "
+                                     + "; ".join(diff) + "); use another --out, or delete it")
+
     # -- training --------------------------------------------------------------------------------
     def _setup(self) -> tuple[Any, Any, Any]:
         """(device, autocast dtype, OfflineData) for this run's execution settings."""
@@ -103,40 +163,74 @@ class Run:
     def train(self, resume: bool = False, stop_after: int | None = None) -> dict | None:
         """Train (or resume) to completion and evaluate; returns the final evaluation.
 
+        Holds the run's lock throughout (RunLocked if another live process has it). A run that
+        another process finished meanwhile returns its stored evaluation. Without a checkpoint
+        the run starts from step 0 and any metrics of an earlier attempt are dropped.
         stop_after: leave after that many steps, as an interruption would (for tests).
         """
+        from mtrl_bench.runlock import RunLock
+        from mtrl_bench.runs import read_json
+
+        lock = RunLock(self.dir.path)
+        if not lock.acquire():
+            holder = lock.holder() or {}
+            raise RunLocked(f"{self.dir.path} is being trained by pid {holder.get('pid')} on "
+                            f"{holder.get('host')} (delete {lock.path} if that process is gone)")
+        try:
+            if self.dir.complete:
+                return read_json(self.dir.eval_path)
+            self.dir.clean_temporary_files()
+            return self._train_locked(resume, stop_after)
+        except KeyboardInterrupt:
+            if self.dir.path.exists() and not self.dir.complete:
+                self.dir.set_status("interrupted")
+            raise
+        except (ConfigMismatch, RunLocked):
+            raise  # nothing of this run was touched
+        except Exception as exc:
+            failed = self.dir.status_path.exists() and self.dir.status().get("state") == "failed"
+            if self.dir.config_path.exists() and not self.dir.complete and not failed:
+                self.dir.set_status("failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+            raise
+        finally:
+            lock.release()
+
+    def _train_locked(self, resume: bool, stop_after: int | None) -> dict | None:
         from tqdm.auto import tqdm
 
-        from mtrl_bench.trainer import NonFiniteLoss, Trainer
+        from mtrl_bench.trainer import Trainer
 
         cfg, ex, run = self.config, self.execution, self.dir
+        state = run.load_checkpoint() if resume else None
+        self._check_identity(state)
         device, amp, data = self._setup()
         trainer = Trainer(cfg, data, device, amp)
-        start = 0
-        state = run.load_checkpoint() if resume else None
+        start, seconds_before = 0, 0.0
         if state is not None:
-            saved = RunConfig.from_dict(state["config"]).to_dict()
-            diff = config_diff(saved, cfg.to_dict())
-            if diff:
-                raise ConfigMismatch(f"checkpoint in {run.path} was made with a different config: "
-                                     + "; ".join(diff))
             start = trainer.load_state_dict(state)
-            run.truncate_metrics(start)
-        elif not resume or not run.config_path.exists():
-            run.create(cfg, registry().distributions())
+            seconds_before = float(state.get("train_seconds", 0.0))
+        if not run.config_path.exists():
+            run.create(cfg, registry().distributions(), method_fingerprint(cfg.method))
+        run.truncate_metrics(start)  # records after the checkpoint (or all, from step 0)
         run.record_execution(ex, device=str(device), amp=str(amp).removeprefix("torch."),
                              resumed_at=start)
         run.set_status("running", step=start)
 
         t, total = cfg.train, cfg.train.steps
         t0 = time.time()
+
+        def elapsed() -> float:
+            return seconds_before + time.time() - t0
+
         bar = tqdm(total=total, initial=start, desc=f"train {cfg.method}", disable=not ex.progress,
                    dynamic_ncols=True)
         while trainer.step_count < total:
             try:
-                record = trainer.step()
-            except NonFiniteLoss as exc:
-                run.set_status("failed", step=trainer.step_count + 1, error=str(exc))
+                record = trainer.step()  # NonFiniteLoss, MaskError (naming the method), ...
+            except Exception as exc:
+                bar.close()
+                run.set_status("failed", step=trainer.step_count + 1,
+                               error=f"{type(exc).__name__}: {exc}"[:2000])
                 raise
             step = trainer.step_count
             bar.update(1)
@@ -147,13 +241,14 @@ class Run:
             if t.eval_interval and step % t.eval_interval == 0 and not done:
                 self._evaluate_and_log(trainer, data, device, amp)
             if step % t.checkpoint_interval == 0 or done:  # after logging: resumable
-                run.save_checkpoint({**trainer.state_dict(), "config": cfg.to_dict()})
+                run.save_checkpoint({**trainer.state_dict(), "config": cfg.to_dict(),
+                                     "train_seconds": elapsed()})
             if stop_after is not None and step - start >= stop_after and not done:
                 bar.close()
                 run.set_status("interrupted", step=step)
                 return None
         bar.close()
-        train_seconds = time.time() - t0
+        train_seconds = elapsed()
         result = self._evaluate_and_log(trainer, data, device, amp)
         result["train_seconds"] = train_seconds
         write_json(run.eval_path, result)

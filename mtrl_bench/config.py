@@ -77,6 +77,9 @@ class EvalConfig:
 
 
 AMP_MODES = ("auto", "bf16", "none")
+# The string fields with a fixed set of values (checked by RunConfig.validate).
+CHOICES = {"model.timestep_init": ("torch", "gpt2"), "data.windows": ("start", "end"),
+           "train.lr_schedule": ("constant", "cosine")}
 # Execution settings that older configs (and `--set`) name as config fields.
 EXECUTION_ALIASES = {"device": "device", "train.threads": "threads", "train.amp": "amp"}
 
@@ -126,6 +129,46 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def validate(self) -> RunConfig:
+        """Raise ConfigError naming the first field whose value cannot train (before anything
+        is written); returns self."""
+        m, d, t, e = self.model, self.data, self.train, self.eval
+        positive = {"model.embed_dim": m.embed_dim, "model.n_layer": m.n_layer,
+                    "model.n_head": m.n_head, "model.context_len": m.context_len,
+                    "model.prompt_len": m.prompt_len, "model.max_ep_len": m.max_ep_len,
+                    "data.episodes": d.episodes, "data.prompt_pool": d.prompt_pool,
+                    "train.steps": t.steps, "train.batch_per_task": t.batch_per_task,
+                    "train.mask_interval": t.mask_interval, "train.log_interval": t.log_interval,
+                    "train.checkpoint_interval": t.checkpoint_interval,
+                    "eval.episodes_per_task": e.episodes_per_task}
+        for name, value in positive.items():
+            if value <= 0:
+                raise ConfigError(f"{name} must be positive, got {value}")
+        non_negative = {"train.eval_interval": t.eval_interval, "train.lr": t.lr,
+                        "train.weight_decay": t.weight_decay, "train.warmup_steps": t.warmup_steps,
+                        "train.grad_clip": t.grad_clip, "data.data_seed": d.data_seed,
+                        "eval.curve_episodes_per_task": e.curve_episodes_per_task,
+                        "model.dropout": m.dropout, "seed": self.seed}
+        for name, value in non_negative.items():
+            if value < 0:
+                raise ConfigError(f"{name} must be >= 0, got {value}")
+        if m.embed_dim % m.n_head:
+            raise ConfigError(f"model.n_head ({m.n_head}) must divide model.embed_dim "
+                              f"({m.embed_dim})")
+        if not 0 <= m.dropout < 1:
+            raise ConfigError(f"model.dropout must be in [0, 1), got {m.dropout}")
+        if d.rtg_scale <= 0 or not t.lr > 0:
+            raise ConfigError("data.rtg_scale and train.lr must be positive, got "
+                              f"{d.rtg_scale} and {t.lr}")
+        for name, valid in CHOICES.items():
+            section, _, key = name.partition(".")
+            value = getattr(getattr(self, section), key)
+            if value not in valid:
+                from mtrl_bench_envs.common import unknown_name_message
+
+                raise ConfigError(f"{name}: " + unknown_name_message("value", value, valid))
+        return self
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -268,7 +311,7 @@ def build_config(method: str, suite: str, quality: str, seed: int, profile: str 
                               "model, data, train, eval, method, execution")
     if method_cfg is not None:
         cfg.method_config = dataclasses.asdict(method_cfg)
-    return cfg
+    return cfg.validate()
 
 
 def config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from mtrl_bench.config import DataConfig, ModelConfig
+from mtrl_bench.config import CHOICES, DataConfig, ModelConfig
 from mtrl_bench.model import Segments
 
-WINDOWS = ("start", "end")  # where training windows are placed: see DataConfig.windows
+WINDOWS = CHOICES["data.windows"]  # where training windows are placed: DataConfig.windows
 
 
 class OfflineData:

@@ -61,32 +61,27 @@ def record_failure(run: RunDir, error: str, details: str = "") -> None:
 
 def execute(task: RunTask) -> dict[str, Any]:
     """Run one grid entry to completion; never raises for a failing run (it is recorded)."""
-    from mtrl_bench.api import Run
+    from mtrl_bench.api import Run, RunLocked
 
     t0 = time.time()
     run = RunDir(Path(task.path))
     if run.complete:
         return _summary(task, "skipped", t0)
-    lock = RunLock(run.path)
-    if not lock.acquire():
-        return _summary(task, "locked", t0, error=_locked_by(lock))
     try:
-        if run.complete:  # finished by another harness between our check and the lock
-            return _summary(task, "skipped", t0)
         resume = run.checkpoint_path.exists()
         result = Run(task.config, task.execution, run).train(resume=resume)
         if result is None:
             return _summary(task, "interrupted", t0)
         return _summary(task, "complete", t0, resumed=resume, success=result["success"])
+    except RunLocked as exc:
+        return _summary(task, "locked", t0, error=str(exc))
     except KeyboardInterrupt:
-        run.set_status("interrupted")
-        raise
+        raise  # the run marked itself interrupted
     except Exception as exc:  # a failed run is recorded; the grid goes on
         error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
-        record_failure(run, error, traceback.format_exc())
+        if run.path.exists():
+            record_failure(run, error, traceback.format_exc())
         return _summary(task, "failed", t0, error=error)
-    finally:
-        lock.release()
 
 
 def _child(task: RunTask, conn: multiprocessing.connection.Connection) -> None:

@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mtrl_bench.config import ModelConfig
+from mtrl_bench.config import CHOICES, ModelConfig
 
 Weights = dict[str, torch.Tensor]
-TIMESTEP_INITS = ("torch", "gpt2")  # see ModelConfig.timestep_init
+TIMESTEP_INITS = CHOICES["model.timestep_init"]  # see ModelConfig.timestep_init
 
 
 @dataclass

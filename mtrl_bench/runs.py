@@ -24,8 +24,22 @@ def write_json(path: Path, obj: Any) -> None:
     atomic_write(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+class RunFileError(ValueError):
+    """A run file that cannot be read: names the file and what is wrong with it."""
+
+
 def read_json(path: Path) -> Any:
-    return json.loads(path.read_text())
+    """The JSON in `path`; RunFileError naming the file if it is damaged."""
+    try:
+        return json.loads(Path(path).read_text())
+    except UnicodeDecodeError:
+        raise RunFileError(f"{path}: damaged (not text)") from None
+    except json.JSONDecodeError as exc:
+        raise RunFileError(f"{path}: damaged (not valid JSON: {exc})") from None
+
+
+CHECKPOINT_KEYS = ("step", "config", "model", "optimizer", "scheduler", "strategy", "rng",
+                   "mask_rng", "torch_rng", "python_rng")
 
 
 def config_hash(cfg: RunConfig) -> str:
@@ -62,11 +76,12 @@ class RunDir:
         self.done_path = self.path / "DONE"
 
     # -- lifecycle -----------------------------------------------------------------------------
-    def create(self, cfg: RunConfig, plugins: dict[str, str]) -> None:
+    def create(self, cfg: RunConfig, plugins: dict[str, str], method: dict[str, str]) -> None:
+        """config.json and manifest.json (`method`: which code the method comes from)."""
         self.path.mkdir(parents=True, exist_ok=True)
         write_json(self.config_path, cfg.to_dict())
         write_json(self.manifest_path, {
-            "versions": package_versions(MANIFEST_PACKAGES), "plugins": plugins,
+            "versions": package_versions(MANIFEST_PACKAGES), "plugins": plugins, "method": method,
             "git": _git_revision(), "python": platform.python_version(),
             "platform": platform.platform(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "executions": [],
@@ -84,13 +99,22 @@ class RunDir:
     def config(self) -> RunConfig:
         if not self.config_path.exists():
             raise FileNotFoundError(f"{self.path} is not a run directory (no config.json)")
-        return RunConfig.from_dict(read_json(self.config_path))
+        raw = read_json(self.config_path)
+        try:
+            return RunConfig.from_dict(raw)
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise RunFileError(f"{self.config_path}: not a run config ({exc})") from None
 
     def set_status(self, state: str, **info: Any) -> None:
         write_json(self.status_path, {"state": state, "time": time.time(), **info})
 
     def status(self) -> dict[str, Any]:
-        return read_json(self.status_path) if self.status_path.exists() else {"state": "new"}
+        if not self.status_path.exists():
+            return {"state": "new"}
+        status = read_json(self.status_path)
+        if not isinstance(status, dict) or "state" not in status:
+            raise RunFileError(f"{self.status_path}: damaged (no 'state')")
+        return status
 
     @property
     def complete(self) -> bool:
@@ -106,20 +130,62 @@ class RunDir:
             f.write(json.dumps(record) + "\n")
 
     def metrics(self) -> list[dict[str, Any]]:
+        """The logged records. A torn last line (a kill mid-write) is left out; a damaged line
+        before it is an error naming the file and line."""
         if not self.metrics_path.exists():
             return []
-        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line]
+        try:
+            lines = self.metrics_path.read_text().splitlines()
+        except UnicodeDecodeError:
+            raise RunFileError(f"{self.metrics_path}: damaged (not text)") from None
+        records = []
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+                    raise ValueError("not a record with a step")
+            except ValueError as exc:
+                if i == len(lines) - 1:
+                    break  # torn by an interrupted write; the resume cuts it away
+                raise RunFileError(f"{self.metrics_path}: damaged line {i + 1} ({exc})") from None
+            records.append(record)
+        return records
 
     def truncate_metrics(self, step: int) -> None:
-        """Drop records after `step` (written after the last checkpoint of a killed run)."""
+        """Drop records after `step` (written after the last checkpoint of a killed run, or
+        all of them when a run starts again from step 0)."""
+        if not self.metrics_path.exists():
+            return
         kept = [r for r in self.metrics() if r["step"] <= step]
         atomic_write(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
+
+    def clean_temporary_files(self) -> list[Path]:
+        """Remove temp files of interrupted atomic writes (`.<name>.tmp-<pid>`); call only while
+        holding the run's lock."""
+        stale = list(self.path.glob(".*.tmp-*"))
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return stale
 
     # -- checkpoint ----------------------------------------------------------------------------
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         atomic_write(self.checkpoint_path, lambda f: torch.save(state, f))
 
     def load_checkpoint(self) -> dict[str, Any] | None:
+        """The checkpoint, None if there is none; RunFileError naming the file when it is
+        damaged or lacks keys."""
         if not self.checkpoint_path.exists():
             return None
-        return torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        fix = f"delete it to train {self.path.name} from step 0"
+        try:
+            state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # EOFError, UnpicklingError, RuntimeError (zip), ...
+            raise RunFileError(f"{self.checkpoint_path}: damaged checkpoint "
+                               f"({type(exc).__name__}: {exc}); {fix}") from None
+        lacking = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+        if lacking:
+            raise RunFileError(f"{self.checkpoint_path}: not a complete checkpoint (missing "
+                               f"{', '.join(lacking)}); {fix}")
+        return state

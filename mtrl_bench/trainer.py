@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mtrl_bench.config import RunConfig, TrainConfig
+from mtrl_bench.config import CHOICES, RunConfig, TrainConfig
 from mtrl_bench.data import OfflineData
 from mtrl_bench.masking import (
     MaskLayout,
@@ -66,7 +66,7 @@ def resolve_amp(name: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if _cpu_has_bf16() else None
 
 
-LR_SCHEDULES = ("constant", "cosine")
+LR_SCHEDULES = CHOICES["train.lr_schedule"]
 
 
 def lr_factor(t: TrainConfig) -> Callable[[int], float]:

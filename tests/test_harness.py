@@ -17,8 +17,8 @@ from mtrl_bench.config import Execution, RunConfig
 from mtrl_bench.runlock import RunLock
 from mtrl_bench.runs import RunDir, read_json
 
-# A tiny real grid: two methods, and an axis whose n_head=3 cannot split the 32-dim smoke
-# embedding, so those two runs fail for real at their first forward pass.
+# A tiny real grid: two methods, and an axis whose lr = 1e30 turns the loss to NaN at step 2,
+# so those two runs fail for real while training.
 GRID = """
 description = "harness test grid"
 methods = ["prompt-dt", "socodt"]
@@ -30,7 +30,7 @@ profile = "smoke"
 [overrides]
 train.steps = 12
 train.checkpoint_interval = 4
-model.n_head = [2, 3]
+train.lr = [1e-4, 1e30]
 """
 
 
@@ -245,10 +245,10 @@ def grid_run(smoke_data, tmp_path_factory):
     exp = grid.load_experiment(write(out, GRID))
     runs = grid.expand(exp, out / "runs")
     grid.write_grid(exp, runs, out)
-    by = {(r.method, r.config.model.n_head): r for r in runs}
+    by = {(r.method, "diverges" if r.config.train.lr > 1 else "ok"): r for r in runs}
     # An interrupted run, as a killed harness leaves it: a checkpoint at step 4, metrics up to
     # step 5, status "running" and the lock of a dead process.
-    first = by["prompt-dt", 2]
+    first = by["prompt-dt", "ok"]
     run = RunDir(out / "runs" / first.name)
     assert Run(first.config, _quiet(smoke_data), run).train(stop_after=6) is None
     run.set_status("running", step=6)
@@ -266,18 +266,18 @@ def _stamp(run: RunDir) -> dict[str, int]:
 
 def test_grid_resumes_trains_and_records_failures(grid_run):
     out, by, summaries, _ = grid_run
-    resumed = summaries[by["prompt-dt", 2].name]
+    resumed = summaries[by["prompt-dt", "ok"].name]
     assert resumed["state"] == "complete" and resumed["resumed"] is True
-    fresh = summaries[by["socodt", 2].name]
+    fresh = summaries[by["socodt", "ok"].name]
     assert fresh["state"] == "complete" and fresh["resumed"] is False
-    run = RunDir(out / "runs" / by["prompt-dt", 2].name)
+    run = RunDir(out / "runs" / by["prompt-dt", "ok"].name)
     # logged every 5 steps; step 5 was logged before the interruption and cut back to the
     # step-4 checkpoint on resume, so it appears once
     assert [r["step"] for r in run.metrics() if r["kind"] == "train"] == [5, 10]
     assert [r["step"] for r in run.metrics() if r["kind"] == "eval"] == [12]
     assert run.complete and not (run.path / "LOCK").exists()
     for method in ("prompt-dt", "socodt"):
-        failed = RunDir(out / "runs" / by[method, 3].name)
+        failed = RunDir(out / "runs" / by[method, "diverges"].name)
         summary = summaries[failed.path.name]
         assert summary["state"] == "failed" and summary["error"]
         assert failed.status()["state"] == "failed"
@@ -288,7 +288,7 @@ def test_grid_resumes_trains_and_records_failures(grid_run):
 
 def test_finished_runs_are_not_trained_again(grid_run, smoke_data):
     out, by, _, _ = grid_run
-    done = [RunDir(out / "runs" / by[m, 2].name) for m in ("prompt-dt", "socodt")]
+    done = [RunDir(out / "runs" / by[m, "ok"].name) for m in ("prompt-dt", "socodt")]
     before = [_stamp(r) for r in done]
     runs = grid.expand(grid.load_experiment(out / "grid.toml"), out / "runs")
     finished = [r for r in runs if r.name in {d.path.name for d in done}]
@@ -301,7 +301,7 @@ def test_locked_run_is_left_to_its_holder(grid_run, smoke_data, holder):
     path, proc = holder
     out, by, _, _ = grid_run
     # the holder's lock sits on a fresh copy of a not-yet-run entry's directory name
-    entry = by["socodt", 2]
+    entry = by["socodt", "ok"]
     target = out / "locked" / entry.name
     target.mkdir(parents=True)
     os.replace(path / "LOCK", target / "LOCK")
@@ -350,7 +350,7 @@ def test_two_harnesses_never_run_one_run_twice(tmp_path, smoke_data):
 def test_ray_runs_the_same_grid_to_the_same_results(grid_run, smoke_data, tmp_path):
     ray = pytest.importorskip("ray", reason='Ray is optional: pip install "mtrl-bench[ray]"')
     out, by, _, _ = grid_run
-    entry = by["socodt", 2]
+    entry = by["socodt", "ok"]
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         summaries = harness.run_grid([entry], tmp_path, executor="ray",
@@ -386,7 +386,7 @@ def test_cli_run_reports_and_plots(grid_run, smoke_data, capsys):
                 "--threads", "1", "--quiet", "--reference", "socodt"])
     captured = capsys.readouterr()
     text = captured.out
-    assert code == 1, captured.err  # the two n_head=3 runs fail again
+    assert code == 1, captured.err  # the two diverging runs fail again
     assert "2 skipped, 2 failed" in text and "p Welch" in text and "prompt-dt" in text
     # the BC references of seed 0, on the same data and evaluation, are rows of the table
     assert "bc-all" in text and "bc-top20" in text
