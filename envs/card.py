@@ -22,6 +22,9 @@ VERSIONED_PACKAGES = ("metaworld", "mujoco", "gymnasium", "numpy", "mtrl-bench")
 SIMULATION_PACKAGES = ("metaworld", "mujoco")  # a change here changes the data itself
 
 
+TASK_ENTRY_KEYS = ("file", "bytes", "sha256", "stats")  # what the card records per task file
+
+
 class DatasetError(ValueError):
     """A dataset that is missing, malformed or does not match its card; names the file."""
 
@@ -109,6 +112,17 @@ def read_card(directory: Path) -> dict[str, Any]:
         raise DatasetError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(card, dict) or card.get("format") != CARD_FORMAT or "tasks" not in card:
         raise DatasetError(f"{path}: not a format-{CARD_FORMAT} dataset card")
+    if not isinstance(card["tasks"], dict):
+        raise DatasetError(f"{path}: 'tasks' is a {type(card['tasks']).__name__}, expected a "
+                           "mapping of task name to its file entry")
+    for key in ("episodes", "seed", "recipe", "versions"):
+        if key not in card:
+            raise DatasetError(f"{path}: the card lacks '{key}'")
+    for task, entry in card["tasks"].items():
+        lacking = [k for k in TASK_ENTRY_KEYS if not isinstance(entry, dict) or k not in entry]
+        if lacking:
+            raise DatasetError(f"{path}: task '{task}' lacks {', '.join(map(repr, lacking))}; "
+                               "delete the card's entry (or the folder) to regenerate it")
     return card
 
 

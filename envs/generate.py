@@ -165,9 +165,20 @@ def open_card(directory: Path, wanted: dict[str, Any]) -> dict[str, Any]:
 
 def is_finished(directory: Path, card: dict[str, Any], task: str) -> bool:
     """Listed in the card with a file of the recorded size (the loader verifies the checksum)."""
+    return unfinished_reason(directory, card, task) is None
+
+
+def unfinished_reason(directory: Path, card: dict[str, Any], task: str) -> str | None:
+    """Why a task must be (re)generated, or None when its file is there as the card says."""
     entry = card["tasks"].get(task)
     path = directory / f"{task}.npz"
-    return entry is not None and path.is_file() and path.stat().st_size == entry["bytes"]
+    if entry is None:
+        return "not generated yet"
+    if not path.is_file():
+        return f"{path}: missing although the card lists it"
+    if path.stat().st_size != entry["bytes"]:
+        return f"{path}: {path.stat().st_size} bytes, the card says {entry['bytes']} (damaged)"
+    return None
 
 
 def prepare_directory(directory: Path) -> None:
@@ -194,7 +205,13 @@ def generate_dataset(suite: Suite | str, episodes: int, seed: int, directory: Pa
     prepare_directory(directory)
     with locked(directory):
         card = open_card(directory, new_card(suite, episodes, seed, recipe))
-        todo = [t for t in tasks if not is_finished(directory, card, t)]
+        todo = []
+        for task in tasks:
+            why = unfinished_reason(directory, card, task)
+            if why is not None:
+                todo.append(task)
+                if why != "not generated yet":  # a self-repair: say which file and why
+                    print(f"regenerating {task}: {why}", file=sys.stderr)
         if not todo:
             return directory
         units = [Unit(suite, task, seed, episodes, start, min(start + CHUNK, episodes), recipe)

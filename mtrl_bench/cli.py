@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,6 +56,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                       execution=_execution(args), out=args.out, runs_root=args.runs)
     if run.complete:
         print(f"run already complete: {run.dir.path} (delete it to retrain)")
+        stale = run.stale_code()
+        if stale:
+            warnings.warn(stale, stacklevel=1)
         _print_eval(read_json(run.dir.eval_path))
         return 0
     if run.dir.checkpoint_path.exists() and not args.resume:
@@ -73,7 +77,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     profile = RunDir(Path(args.run_dir)).config().profile
     run = Run.open(Path(args.run_dir), build_execution(profile, _execution(args)))
-    _print_eval(run.evaluate(episodes=args.episodes))
+    result = run.evaluate(episodes=args.episodes)
+    _print_eval(result)
+    if not run.complete:
+        print(f"note: {run.dir.path} is not finished: this evaluated its last checkpoint, at step "
+              f"{result['step']} of {run.config.train.steps}")
     return 0
 
 
@@ -91,7 +99,8 @@ def add_execution_options(p: argparse.ArgumentParser) -> None:
 
 
 DEFAULT_EXPERIMENT = "quick"
-RESULTS_ROOT = Path("results")
+# A user's experiments go where git ignores them; committed evidence (results/) only by --out.
+EXPERIMENTS_ROOT = Path("runs")
 
 
 def _report(experiment_dir: Path, reference: str | None, out: Path | None = None,
@@ -145,14 +154,16 @@ def _reference(asked: str | None, methods: list[str]) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from mtrl_bench import grid, harness
+    from mtrl_bench.api import Run
     from mtrl_bench.config import build_execution, parse_overrides, split_overrides
     from mtrl_bench.report import comparison_text
+    from mtrl_bench.runs import RunDir
 
     overrides, settings = split_overrides(parse_overrides(args.set))
     exp = grid.with_overrides(grid.load_experiment(args.experiment), args.profile, overrides)
     execution = build_execution(exp.profile, {**settings, **_execution(args)})
     reference = _reference(args.reference, list(exp.methods))
-    out = (args.out or RESULTS_ROOT / exp.name).resolve()
+    out = (args.out or EXPERIMENTS_ROOT / exp.name).resolve()
     # grid.json lists the whole grid, so a report after --only-method says what is still missing
     runs = grid.expand(exp, out / "runs")
     grid.write_grid(exp, runs, out)
@@ -161,7 +172,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"experiment '{exp.name}' ({exp.source}): {len(runs)} runs -> {out}"
           + (f"\n  {exp.description}" if exp.description else ""))
     t0 = time.time()
-    workers = args.workers or harness.default_workers(execution.device)
+    workers = args.workers if args.workers is not None else harness.default_workers(
+        execution.device)
+    if workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers}")
     summaries = harness.run_grid(runs, out / "runs", executor=args.executor, workers=workers,
                                  execution=execution, address=args.address)
     from mtrl_bench.reference import ensure_references
@@ -183,11 +197,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     for s in summaries:
         if s["state"] in ("failed", "locked"):
             print(f"  {s['state']}: {s['run']}: {s.get('error', '')}")
+    stale = [r.name for r in runs if Run(r.config, execution, RunDir(out / "runs" / r.name)
+                                         ).stale_code()]
+    if stale:
+        warnings.warn(f"{len(stale)} finished run(s) were trained with another version of their "
+                      f"method's code (first: {stale[0]}); delete them to retrain", stacklevel=1)
     df, _, _ = _report(out, reference, quiet=args.quiet, checked=True)
     print()
     print(comparison_text(df, reference))
     print(f"\nreport: {out / 'report.md'}")
-    return 1 if counts["failed"] else 0
+    unfinished = counts["failed"] + counts["locked"] + counts["interrupted"]
+    if unfinished:
+        print(f"mtrl-bench: error: {unfinished} run(s) did not finish (failed, locked by another "
+              "process, or interrupted): the report is incomplete; rerun to continue",
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -234,7 +259,8 @@ def add_experiment_parsers(sub: argparse._SubParsersAction) -> None:
                    "per core on CPU, 1 with a GPU; each holds its datasets in memory)")
     p.add_argument("--executor", choices=("local", "ray"), default="local")
     p.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
-    p.add_argument("--out", type=Path, help="experiment directory (default: results/<name>)")
+    p.add_argument("--out", type=Path, help="experiment directory (default: runs/<name>, which "
+                   "git ignores; committed evidence goes to results/<name> only when asked)")
     p.add_argument("--only-method", action="append", metavar="METHOD",
                    help="run only this method of the grid (repeatable)")
     p.add_argument("--profile", help="override the experiment's profile (smoke | cpu | paper)")
@@ -258,7 +284,20 @@ def add_experiment_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_plot)
 
 
+def _list_methods_in_help(p: argparse.ArgumentParser) -> None:
+    """`--help` ends with the registered methods (plugins load only when help is shown)."""
+    plain = p.format_help
+
+    def format_help() -> str:
+        from mtrl_bench.plugins import registry
+
+        return plain() + "\nregistered methods: " + ", ".join(sorted(registry().methods)) + "\n"
+
+    p.format_help = format_help  # type: ignore[method-assign]
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from mtrl_bench.paper import paper
     from mtrl_bench_envs import cli as data_cli
 
     parser = argparse.ArgumentParser(prog="mtrl-bench", description=__doc__)
@@ -268,13 +307,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("methods", help="list the registered methods")
     p.set_defaults(func=cmd_methods)
 
+    from mtrl_bench_envs.card import QUALITIES
+    from mtrl_bench_envs.suites import SUITES
+
     p = sub.add_parser("train", help="train one run (generates its dataset if missing)")
-    p.add_argument("--method", help="a registered method (`mtrl-bench methods`; default: the "
-                   "paper's unmasked baseline)")
-    p.add_argument("--suite", default="mt5")
-    p.add_argument("--quality", default="near-optimal")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--profile", default="cpu", help="smoke | cpu | paper")
+    p.add_argument("--method", help="a registered method, listed below (default: "
+                   f"{paper().default_method})")
+    p.add_argument("--suite", default="mt5", help=f"{' | '.join(SUITES)} | randomK-S (K tasks "
+                   "drawn from MT50 with seed S) (default: mt5)")
+    p.add_argument("--quality", default="near-optimal",
+                   help=f"{' | '.join(QUALITIES)} (default: near-optimal)")
+    p.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
+    p.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default: cpu)")
     p.add_argument("--steps", type=int, help="override train.steps")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override a config field, e.g. train.lr=3e-4 or method.alpha=10")
@@ -283,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     add_execution_options(p)
     p.set_defaults(func=cmd_train)
+    _list_methods_in_help(p)
 
     p = sub.add_parser("eval", help="evaluate a trained run's final checkpoint again")
     p.add_argument("run_dir")
@@ -294,7 +339,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line each (no file:line, no source line): they are for users."""
+    print(f"mtrl-bench: warning: {message}", file=file or sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.showwarning = _one_line_warning
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -26,6 +26,11 @@ class PluginError(RuntimeError):
     """A plugin could not be loaded or registered a bad descriptor."""
 
 
+class DuplicateMethodError(PluginError):
+    """Two plugins register one method name: always fatal (the suite cannot know which one a
+    result belongs to)."""
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     """What a plugin tells the host about one method. The host instantiates; plugins describe.
@@ -62,6 +67,22 @@ class MethodSpec:
         return frozenset({"masks"} if self.strategy is not None else ())
 
 
+def _spec_list(returned: object, distribution: str) -> list[MethodSpec]:
+    """What a `mtrl_bench_methods` hook returned, checked: a list (or other iterable) of
+    MethodSpec."""
+    where = f"plugin '{distribution}': mtrl_bench_methods()"
+    if isinstance(returned, (str, bytes, dict, MethodSpec)) or not isinstance(
+            returned, Iterable):
+        raise PluginError(f"{where} returned a {type(returned).__name__}; expected a list of "
+                          "MethodSpec")
+    specs = list(returned)
+    for spec in specs:
+        if not isinstance(spec, MethodSpec):
+            raise PluginError(f"{where} returned a list holding a {type(spec).__name__}; "
+                              "expected MethodSpec")
+    return specs
+
+
 class HookSpecs:
     """The hooks a plugin may implement."""
 
@@ -94,7 +115,11 @@ class Registry:
             dist = ep.dist.name if ep.dist else ep.value
             version = ep.dist.version if ep.dist else "unknown"
             try:
-                self.register(ep.load(), name=ep.name, distribution=dist, version=version)
+                # named per distribution: two packages may both call an entry point "socodt"
+                self.register(ep.load(), name=f"{dist}:{ep.name}", distribution=dist,
+                              version=version)
+            except DuplicateMethodError:
+                raise
             except Exception as exc:  # isolate: one bad plugin must not take down the rest
                 msg = (f"plugin '{ep.name}' from '{dist}' failed to load: "
                        f"{type(exc).__name__}: {exc}")
@@ -108,14 +133,15 @@ class Registry:
         self.pm.check_pending()  # misspelled hooks fail loudly, naming the plugin
         try:
             impls = self.pm.hook.mtrl_bench_methods.get_hookimpls()
-            specs = [s for impl in impls if impl.plugin is plugin for s in impl.function()]
+            specs = [s for impl in impls if impl.plugin is plugin
+                     for s in _spec_list(impl.function(), distribution)]
             for spec in specs:
-                if not isinstance(spec, MethodSpec):
-                    raise PluginError(f"returned {type(spec).__name__}, expected MethodSpec")
                 if spec.name in self.methods:
                     other = self.methods[spec.name].distribution
-                    raise PluginError(f"duplicate method name '{spec.name}': provided by both "
-                                      f"'{other}' and '{distribution}'")
+                    raise DuplicateMethodError(
+                        f"method '{spec.name}' is registered by both '{other}' and "
+                        f"'{distribution}'; uninstall one of them (pip uninstall ...)")
+            for spec in specs:
                 self.methods[spec.name] = LoadedMethod(spec, distribution, version)
         except Exception:
             self.pm.unregister(plugin)
@@ -141,6 +167,7 @@ def registry() -> Registry:
     """The process-wide registry, loaded on first use."""
     global _REGISTRY
     if _REGISTRY is None:
-        _REGISTRY = Registry()
-        _REGISTRY.load_entry_points()
+        loaded = Registry()
+        loaded.load_entry_points()  # a duplicate method name raises: nothing is kept
+        _REGISTRY = loaded
     return _REGISTRY

@@ -85,6 +85,34 @@ def test_duplicate_method_names_are_rejected_naming_both_distributions():
     assert reg.methods["same"].distribution == "dist-a"
 
 
+def test_a_second_package_registering_a_builtin_name_is_fatal(monkeypatch):
+    """Not a warning that lets the last one win: an error naming both, even when both entry
+    points have the same name (pluggy alone would blame the wrong package)."""
+    eps = [_EntryPoint("socodt", obj=_plugin("socodt")), _EntryPoint("socodt",
+                                                                      obj=_plugin("socodt"))]
+    eps[1].dist = types.SimpleNamespace(name="third-party", version="1.0")
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: eps)
+    monkeypatch.delenv(STRICT_ENV, raising=False)
+    with pytest.raises(PluginError, match="'socodt' is registered by both 'dist-socodt' and "
+                                          "'third-party'"):
+        Registry().load_entry_points()
+
+
+@pytest.mark.parametrize("returned, what", [({"name": "x"}, "returned a dict"),
+                                            ("socodt", "returned a str"),
+                                            (["socodt"], "holding a str")])
+def test_a_hook_returning_the_wrong_thing_is_named(returned, what):
+    mod = types.ModuleType("wrong")
+
+    @hookimpl
+    def mtrl_bench_methods():
+        return returned
+
+    mod.mtrl_bench_methods = mtrl_bench_methods
+    with pytest.raises(PluginError, match=f"plugin 'wrong-dist'.*{what}"):
+        Registry().register(mod, name="w", distribution="wrong-dist", version="1")
+
+
 def test_misspelled_hook_fails_loudly():
     mod = types.ModuleType("typo")
 

@@ -10,9 +10,12 @@ import functools
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import tomllib
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PAPER_COLUMNS = ("table", "paper_method", "method", "suite", "quality", "metric", "mean", "std")
 
@@ -55,6 +58,8 @@ def numbers_dir() -> Path:
 def load_numbers(directory: str | Path | None = None) -> pd.DataFrame:
     """The paper's transcribed numbers (every ``table*.csv`` of `directory`, by default the
     installed ones); an empty frame if the directory does not exist."""
+    import pandas as pd
+
     directory = Path(directory) if directory is not None else numbers_dir()
     empty = pd.DataFrame(columns=list(PAPER_COLUMNS))
     if not directory.is_dir():
