@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,16 @@ def load_datasets(cfg: RunConfig, data_dir: str | Path | None = None,
                                root=Path(data_dir) if data_dir else None, progress=progress,
                                recipe=cfg.data.recipe)
     return load_dataset(directory, suite.tasks, cfg.quality)
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of `path` that does not exist yet (None if `path` exists)."""
+    path = Path(path).absolute()
+    if path.exists():
+        return None
+    while not path.parent.exists():
+        path = path.parent
+    return path
 
 
 @dataclass
@@ -171,6 +182,7 @@ class Run:
         from mtrl_bench.runlock import RunLock
         from mtrl_bench.runs import read_json
 
+        created = _first_missing(self.dir.path)  # removed again if the run never begins
         lock = RunLock(self.dir.path)
         if not lock.acquire():
             holder = lock.holder() or {}
@@ -194,6 +206,8 @@ class Run:
             raise
         finally:
             lock.release()
+            if created is not None and not self.dir.config_path.exists():  # failed before it
+                shutil.rmtree(created, ignore_errors=True)  # began: no empty directory is left
 
     def _train_locked(self, resume: bool, stop_after: int | None) -> dict | None:
         from tqdm.auto import tqdm

@@ -7,7 +7,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from tabulate import tabulate
 
@@ -164,18 +164,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     execution = build_execution(exp.profile, {**settings, **_execution(args)})
     reference = _reference(args.reference, list(exp.methods))
     out = (args.out or EXPERIMENTS_ROOT / exp.name).resolve()
-    # grid.json lists the whole grid, so a report after --only-method says what is still missing
-    runs = grid.expand(exp, out / "runs")
-    grid.write_grid(exp, runs, out)
-    if args.only_method:  # expanded again to check the names (with suggestions)
-        runs = grid.expand(exp, out / "runs", only_methods=args.only_method)
-    print(f"experiment '{exp.name}' ({exp.source}): {len(runs)} runs -> {out}"
-          + (f"\n  {exp.description}" if exp.description else ""))
-    t0 = time.time()
     workers = args.workers if args.workers is not None else harness.default_workers(
         execution.device)
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
+    # grid.json lists the whole grid, so a report after --only-method says what is still missing
+    everything = grid.expand(exp, out / "runs")
+    runs = (grid.expand(exp, out / "runs", only_methods=args.only_method)  # checks the names
+            if args.only_method else everything)
+    grid.write_grid(exp, everything, out)
+    print(f"experiment '{exp.name}' ({exp.source}): {len(runs)} runs -> {out}"
+          + (f"\n  {exp.description}" if exp.description else ""))
+    t0 = time.time()
     summaries = harness.run_grid(runs, out / "runs", executor=args.executor, workers=workers,
                                  execution=execution, address=args.address)
     from mtrl_bench.reference import ensure_references
@@ -296,11 +296,19 @@ def _list_methods_in_help(p: argparse.ArgumentParser) -> None:
     p.format_help = format_help  # type: ignore[method-assign]
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, like every other error of the command."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"mtrl-bench: error: {self.prog.removeprefix('mtrl-bench ')}: {message} "
+                     f"(see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mtrl_bench.paper import paper
     from mtrl_bench_envs import cli as data_cli
 
-    parser = argparse.ArgumentParser(prog="mtrl-bench", description=__doc__)
+    parser = _Parser(prog="mtrl-bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     data_cli.add_parser(sub)
 

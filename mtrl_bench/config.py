@@ -161,6 +161,12 @@ class RunConfig:
         if d.rtg_scale <= 0 or not t.lr > 0:
             raise ConfigError("data.rtg_scale and train.lr must be positive, got "
                               f"{d.rtg_scale} and {t.lr}")
+        from mtrl_bench_envs.recipe import RECIPES
+
+        if d.recipe not in RECIPES:
+            from mtrl_bench_envs.common import unknown_name_message
+
+            raise ConfigError("data.recipe: " + unknown_name_message("recipe", d.recipe, RECIPES))
         for name, valid in CHOICES.items():
             section, _, key = name.partition(".")
             value = getattr(getattr(self, section), key)
@@ -297,7 +303,7 @@ def build_config(method: str, suite: str, quality: str, seed: int, profile: str 
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.partition(".")
         if section == "method":
-            if method_cfg is None:
+            if method_cfg is None or not fields(method_cfg):
                 raise ConfigError(f"method '{method}' has no config fields; got '{dotted}'")
             # method configs may be frozen: rebuild rather than assign
             method_cfg = dataclasses.replace(method_cfg,

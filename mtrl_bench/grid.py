@@ -97,7 +97,11 @@ def load_experiment(name_or_path: str | Path) -> Experiment:
     if path.suffix == ".toml" or path.is_file():
         if not path.is_file():
             raise FileNotFoundError(f"experiment file not found: {path}")
-        return parse_experiment(path.read_text(), str(path), path.stem)
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not a text TOML file") from None
+        return parse_experiment(text, str(path), path.stem)
     names = builtin_experiments()
     if str(name_or_path) not in names:
         from mtrl_bench_envs.common import unknown_name_message

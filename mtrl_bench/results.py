@@ -67,10 +67,13 @@ def _entries(experiment_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
             if not run.config_path.exists():
                 notes.append(f"{name}: no config.json ({run.status().get('state')}); skipped")
                 continue
-            c = read_json(run.config_path)
-            entries.append({"name": name, "method": c["method"], "label": c["method"],
-                            "suite": c["suite"], "suite_label": c["suite"],
-                            "quality": c["quality"], "seed": c["seed"], "config": c})
+            try:
+                c = read_json(run.config_path)
+                entries.append({"name": name, "method": c["method"], "label": c["method"],
+                                "suite": c["suite"], "suite_label": c["suite"],
+                                "quality": c["quality"], "seed": c["seed"], "config": c})
+            except (ValueError, KeyError, TypeError) as exc:
+                notes.append(f"{name}: damaged config.json, left out: {exc}")
         return entries, notes
     entries = grid["runs"]
     extra = on_disk - {e["name"] for e in entries}
@@ -110,11 +113,15 @@ def collect(experiment_dir: str | Path) -> tuple[pd.DataFrame, list[str]]:
     rows, problems = [], []
     for entry in entries:
         run = RunDir(folder / entry["name"])
-        problem = _problem(entry, run)
-        if problem:
-            problems.append(problem)
-            continue
-        rows += _rows(entry, read_json(run.eval_path))
+        try:  # one damaged run is named, the others are reported
+            problem = _problem(entry, run)
+            if problem:
+                problems.append(problem)
+                continue
+            rows += _rows(entry, read_json(run.eval_path))
+        except (ValueError, KeyError, TypeError) as exc:
+            what = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            problems.append(f"{entry['name']}: damaged, left out: {what}")
     references, left_out = _references(experiment_dir, entries)
     for entry, result in references:
         rows += _rows(entry, result)

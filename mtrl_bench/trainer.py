@@ -158,12 +158,12 @@ class Trainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
-        self.step_count = step + 1
         record = {"step": step + 1, "kind": "train", "loss": loss.item(),
                   "task_loss": losses.tolist(), "grad_norm": grad_norm.item(),
                   "lr": self.scheduler.get_last_lr()[0]}
         if weights is not None and (step + 1) % t.mask_interval == 0:
             record.update(self._update_masks(weights, losses, step))
+        self.step_count = step + 1  # complete only now: a failed update fails this step
         return record
 
     def _update_masks(self, weights: Weights, losses: torch.Tensor, step: int) -> dict:

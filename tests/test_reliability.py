@@ -1,0 +1,198 @@
+"""Nothing lost, nothing silent: runs under kills, locks, resumes and changed code."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from mtrl_bench.api import Run, RunLocked
+from mtrl_bench.cli import main
+from mtrl_bench.runlock import RunLock
+from mtrl_bench.runs import RunDir
+
+
+@pytest.fixture
+def smoke(smoke_data, tmp_path):
+    def make(name="run", method="prompt-dt", **overrides):
+        return Run.prepare(method, "mt5", "near-optimal", 0, "smoke",
+                           {k.replace("__", "."): str(v) for k, v in overrides.items()},
+                           execution={"device": "cpu", "progress": False,
+                                      "data_dir": str(smoke_data)},
+                           out=tmp_path / name)
+    return make
+
+
+def test_a_zombie_does_not_hold_a_lock(tmp_path):
+    """A killed process its parent has not reaped answers kill(pid, 0) but holds nothing."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        child.kill()
+        deadline = time.time() + 10
+        while time.time() < deadline:  # not reaped (no wait()): a zombie
+            state = open(f"/proc/{child.pid}/stat").read().rsplit(")", 1)[1].split()[0]
+            if state == "Z":
+                break
+            time.sleep(0.05)
+        assert state == "Z"
+        (tmp_path / "LOCK").write_text(json.dumps(
+            {"pid": child.pid, "host": socket.gethostname(), "start": None, "token": "z"}))
+        assert not RunLock(tmp_path).is_held() and RunLock(tmp_path).acquire()
+    finally:
+        child.wait()
+
+
+def test_a_run_killed_before_its_first_checkpoint_logs_each_step_once(smoke):
+    run = smoke(train__steps=20, train__checkpoint_interval=20, train__log_interval=2)
+    assert run.train(stop_after=8) is None  # no checkpoint yet: steps 2..8 logged
+    assert not run.dir.checkpoint_path.exists()
+    again = smoke(train__steps=20, train__checkpoint_interval=20, train__log_interval=2)
+    again.train()  # starts over from step 0
+    steps = [r["step"] for r in again.dir.metrics() if r["kind"] == "train"]
+    assert steps == sorted(set(steps)) == list(range(2, 21, 2))
+
+
+def test_a_deleted_checkpoint_retrains_from_zero_without_old_metrics(smoke):
+    run = smoke()
+    run.train(stop_after=12)
+    run.dir.checkpoint_path.unlink()
+    result = run.train(resume=True)
+    steps = [r["step"] for r in run.dir.metrics() if r["kind"] == "train"]
+    assert result is not None and steps == sorted(set(steps))
+
+
+def test_two_trainings_of_one_run_never_interleave(smoke, tmp_path):
+    run = smoke()
+    hold = ("import sys, time; from mtrl_bench.runlock import RunLock; "
+            "l = RunLock(sys.argv[1]); assert l.acquire(); print('held', flush=True); "
+            "time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", hold, str(run.dir.path)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        with pytest.raises(RunLocked, match=f"pid {proc.pid}"):
+            run.train()
+        assert not run.dir.metrics_path.exists() and not run.dir.config_path.exists()
+        code = main(["train", "--profile", "smoke", "--quiet", "--out", str(run.dir.path),
+                     "--data-dir", str(tmp_path)])
+        assert code == 2
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_temp_files_of_a_kill_are_cleaned_and_train_seconds_add_up(smoke):
+    run = smoke()
+    run.train(stop_after=12)
+    first = run.dir.load_checkpoint()["train_seconds"]
+    leftover = run.dir.path / f".checkpoint.pt.tmp-{os.getpid() + 1}"
+    leftover.write_bytes(b"half a checkpoint")
+    time.sleep(0.2)
+    result = run.train(resume=True)
+    assert not leftover.exists()
+    assert result["train_seconds"] > first > 0
+
+
+def test_eval_of_an_unfinished_run_names_its_step(smoke, capsys):
+    run = smoke(train__steps=20, train__checkpoint_interval=10)
+    run.train(stop_after=12)  # checkpoint at step 10
+    assert main(["eval", str(run.dir.path), "--episodes", "1", "--quiet",
+                 "--data-dir", run.execution.data_dir]) == 0
+    out = capsys.readouterr().out
+    assert "not finished" in out and "step 10 of 20" in out
+
+
+def test_a_strategy_writing_nan_fails_the_run_naming_the_method(smoke):
+    """Not 'running' forever, and not a non-finite loss two steps later: the masks are named."""
+    import dataclasses
+
+    from mtrl_bench.masking import MaskStrategy
+    from mtrl_bench.plugins import MethodSpec, hookimpl, registry
+
+    @dataclasses.dataclass(frozen=True)
+    class Cfg:
+        pass
+
+    class WritesNaN(MaskStrategy):
+        def update(self, ctx):
+            self.masks[1, :5] = float("nan")
+            return {}
+
+    class Plugin:
+        @hookimpl
+        def mtrl_bench_methods(self):
+            return [MethodSpec("nan-writer", Cfg, lambda ctx: WritesNaN(
+                torch.ones(ctx.num_tasks, ctx.layout.numel)), "writes NaN")]
+
+    reg, plugin = registry(), Plugin()
+    reg.register(plugin, name="nan-writer", distribution="tests", version="0")
+    try:
+        run = smoke(method="nan-writer")
+        with pytest.raises(ValueError, match=r"method 'nan-writer'.*update at step 5.*non-finite"):
+            run.train()
+        status = run.dir.status()
+        assert status["state"] == "failed" and status["step"] == 5
+        assert "nan-writer" in status["error"]
+    finally:
+        reg.pm.unregister(plugin)
+        del reg.methods["nan-writer"]
+
+
+def test_a_changed_plugin_warns_on_its_stored_result(smoke, capsys):
+    run = smoke()
+    run.train()
+    manifest = json.loads(run.dir.manifest_path.read_text())
+    manifest["method"]["version"] = "0.0.1"  # as if trained by an older release
+    run.dir.manifest_path.write_text(json.dumps(manifest))
+    assert main(["train", "--profile", "smoke", "--quiet", "--out", str(run.dir.path),
+                 "--data-dir", run.execution.data_dir]) == 0
+    captured = capsys.readouterr()
+    assert "already complete" in captured.out
+    warning = [line for line in captured.err.splitlines() if "warning" in line]
+    assert len(warning) == 1 and "0.0.1 -> 0.1.0" in warning[0] and "delete" in warning[0]
+
+
+def test_report_names_a_damaged_run_and_reports_the_rest(tmp_path, capsys):
+    from test_results import make_run
+
+    runs = tmp_path / "runs"
+    for seed in range(2):
+        make_run(runs, f"good{seed}", seed=seed)
+    bad = make_run(runs, "bad", seed=5)
+    bad.eval_path.write_text("{not json")
+    assert main(["report", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "bad: damaged, left out" in out and "eval.json" in out
+    assert (tmp_path / "report.md").exists()
+
+
+def test_run_exits_non_zero_when_a_run_is_locked(tmp_path, smoke_data, capsys):
+    exp = tmp_path / "exp.toml"
+    exp.write_text('methods = ["prompt-dt"]\nsuites = ["mt5"]\nqualities = ["sub-optimal"]\n'
+                   'seeds = [0, 1]\nprofile = "smoke"\n')
+    from mtrl_bench import grid
+
+    runs = grid.expand(grid.load_experiment(exp), tmp_path / "out" / "runs")
+    hold = ("import sys, time; from mtrl_bench.runlock import RunLock; "
+            "l = RunLock(sys.argv[1]); assert l.acquire(); print('held', flush=True); "
+            "time.sleep(120)")
+    proc = subprocess.Popen([sys.executable, "-c", hold, str(tmp_path / "out" / "runs" /
+                                                              runs[1].name)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        code = main(["run", str(exp), "--out", str(tmp_path / "out"), "--data-dir",
+                     str(smoke_data), "--quiet", "--workers", "1"])
+    finally:
+        proc.kill()
+        proc.wait()
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "1 complete, 1 locked" in captured.out
+    assert "did not finish" in captured.err and "report is incomplete" in captured.err
+    assert RunDir(tmp_path / "out" / "runs" / runs[0].name).complete
