@@ -27,6 +27,7 @@ from mtrl_bench.runs import RunDir
 MAX_ERROR = 2000  # characters of an error kept in summaries (the full traceback is in error.txt)
 INSTALL_RAY = 'Ray is not installed; install the extra with: pip install "mtrl-bench[ray]"'
 STATES = ("complete", "skipped", "failed", "locked", "interrupted")
+RAY_RETRIES = 2  # times Ray restarts a run whose worker process died
 
 
 # --------------------------------------------------------------------------- one run
@@ -175,7 +176,9 @@ def _run_ray(tasks: Sequence[RunTask], threads: int, address: str | None,
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         ray.init(address=address, **kwargs) if address else ray.init(**kwargs)
     try:
-        remote = ray.remote(num_cpus=threads, max_retries=0, max_calls=1)(execute)
+        # A run whose worker dies (OOM kill, lost node) is retried: it resumes from its last
+        # checkpoint. A run that fails inside `execute` is recorded, never retried.
+        remote = ray.remote(num_cpus=threads, max_retries=RAY_RETRIES, max_calls=1)(execute)
         refs = {remote.remote(task): task for task in tasks}
         while refs:
             ready, _ = ray.wait(list(refs), num_returns=1)

@@ -366,6 +366,56 @@ def test_ray_runs_the_same_grid_to_the_same_results(grid_run, smoke_data, tmp_pa
     assert read_json(remote.manifest_path)["executions"][-1]["threads"] == 1
 
 
+def test_a_ray_grid_survives_a_killed_worker(tmp_path, smoke_data):
+    """kill -9 of the worker training a run mid-way: Ray starts it again, it resumes from its
+    checkpoint, and the grid completes with every step logged once."""
+    import signal
+    import threading
+
+    ray = pytest.importorskip("ray", reason='Ray is optional: pip install "mtrl-bench[ray]"')
+    exp = write(tmp_path, """
+        methods = ["prompt-dt"]
+        suites = ["mt5"]
+        qualities = ["sub-optimal"]
+        seeds = [0, 1]
+        profile = "smoke"
+        [overrides]
+        train.steps = 400
+        train.checkpoint_interval = 20
+        train.log_interval = 10
+    """)
+    runs = grid.expand(grid.load_experiment(exp), tmp_path / "runs")
+    target = tmp_path / "runs" / runs[0].name
+    killed: dict[str, int] = {}
+
+    def kill_the_worker() -> None:
+        deadline = time.time() + 240
+        while time.time() < deadline and not killed:
+            try:
+                if (target / "checkpoint.pt").exists():
+                    pid = json.loads((target / "LOCK").read_text())["pid"]
+                    os.kill(pid, signal.SIGKILL)
+                    killed["pid"] = pid
+            except (OSError, ValueError, KeyError):
+                pass  # the lock is being written or the run moved on: look again
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=kill_the_worker)
+    thread.start()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        summaries = harness.run_grid(runs, tmp_path / "runs", executor="ray",
+                                     execution=_quiet(smoke_data))
+    finally:
+        ray.shutdown()
+        thread.join()
+    assert killed, "the run finished before its worker could be killed"
+    assert [s["state"] for s in summaries] == ["complete", "complete"], summaries
+    assert summaries[0]["resumed"]  # the retry picked up the checkpoint
+    steps = [r["step"] for r in RunDir(target).metrics() if r["kind"] == "train"]
+    assert steps == list(range(10, 401, 10))
+
+
 def test_ray_missing_says_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(RuntimeError, match=r'pip install "mtrl-bench\[ray\]"'):
