@@ -14,6 +14,11 @@ The forward runs in two parts: `encode_prompt` (the prompt comes first and atten
 itself, so its keys/values do not depend on the window) and `decode`. Evaluation encodes each
 prompt once per batch of episodes and calls `act` every env step, whose last block works on the
 current state token alone.
+
+How the model knows its task is the method's choice (`MethodSpec.conditioning`): "prompt" (a
+trajectory prompt, Prompt-DT and every masked method) or "task-id" (a learned embedding of the
+task index added to every token, no prompt: MTDT, MTBC). `returns_to_go=False` drops the return
+tokens: a sequence policy over (s, a) tokens (MTBC). Task group g is task g of the suite.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mtrl_bench.config import CHOICES, ModelConfig
+from mtrl_bench.plugins import CONDITIONINGS
 
 Weights = dict[str, torch.Tensor]
 TIMESTEP_INITS = CHOICES["model.timestep_init"]  # see ModelConfig.timestep_init
@@ -94,8 +100,8 @@ class Block(nn.Module):
 class PromptCache(NamedTuple):
     """A prompt run through the blocks: its keys and values per block, and which are valid."""
 
-    kv: list[tuple[torch.Tensor, torch.Tensor]]  # per block, each (G*B, H, 3P, C/H)
-    valid: torch.Tensor  # (G*B, 1, 1, 3P) bool
+    kv: list[tuple[torch.Tensor, torch.Tensor]]  # per block, each (G*B, H, 3P, C/H); [] = none
+    valid: torch.Tensor | None  # (G*B, 1, 1, 3P) bool; None without a prompt
 
 
 def attention_mask(valid: torch.Tensor, past_valid: torch.Tensor | None = None) -> torch.Tensor:
@@ -113,8 +119,15 @@ def attention_mask(valid: torch.Tensor, past_valid: torch.Tensor | None = None) 
 
 
 class PromptDT(nn.Module):
-    def __init__(self, cfg: ModelConfig, state_dim: int, act_dim: int) -> None:
+    def __init__(self, cfg: ModelConfig, state_dim: int, act_dim: int,
+                 conditioning: str = "prompt", num_tasks: int = 0,
+                 returns_to_go: bool = True) -> None:
         super().__init__()
+        if conditioning not in CONDITIONINGS or (conditioning == "task-id" and num_tasks < 1):
+            raise ValueError(f"conditioning must be one of {', '.join(CONDITIONINGS)} (task-id "
+                             f"needs num_tasks >= 1), got {conditioning!r}, {num_tasks}")
+        self.conditioning, self.returns_to_go = conditioning, returns_to_go
+        self.per_step = 3 if returns_to_go else 2  # tokens per step: (R,) s, a
         self.cfg, c = cfg, cfg.embed_dim
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(c)
@@ -132,9 +145,17 @@ class PromptDT(nn.Module):
         if cfg.timestep_init not in TIMESTEP_INITS:
             raise ValueError(f"model.timestep_init must be one of {', '.join(TIMESTEP_INITS)}, "
                              f"got {cfg.timestep_init!r}")
-        if cfg.timestep_init == "gpt2":
-            for table in (self.embed_timestep, self.prompt_embed_timestep):
-                nn.init.normal_(table.weight, std=0.02)
+        # Created after every module above, so prompt-conditioned models initialise as before.
+        if conditioning == "task-id":
+            self.embed_task = nn.Embedding(num_tasks, c)
+            del self.prompt_embed_timestep, self.prompt_embed_return  # no prompt
+            del self.prompt_embed_state, self.prompt_embed_action
+        if not returns_to_go:
+            del self.embed_return
+        if cfg.timestep_init == "gpt2":  # every embedding table alike
+            for table in self.modules():
+                if isinstance(table, nn.Embedding):
+                    nn.init.normal_(table.weight, std=0.02)
         for name, module in self.named_modules():
             if isinstance(module, MaskableLinear):
                 module.key = f"{name}.weight"
@@ -150,21 +171,30 @@ class PromptDT(nn.Module):
         return {m.key: m.weight for m in self.modules() if isinstance(m, MaskableLinear)}
 
     def _tokens(self, seg: Segments, prompt: bool) -> torch.Tensor:
-        """(G, B, T, ...) -> interleaved (R, s, a) tokens (G, B, 3T, C)."""
+        """(G, B, T, ...) -> interleaved (R, s, a) tokens (G, B, 3T, C); (s, a) tokens
+        (G, B, 2T, C) without returns-to-go. With task-id conditioning, group g's tokens carry
+        task g's embedding."""
         p = "prompt_" if prompt else ""
         time = getattr(self, f"{p}embed_timestep")(seg.timesteps.clamp(0, self.cfg.max_ep_len - 1))
-        toks = torch.stack([getattr(self, f"{p}embed_return")(seg.rtg) + time,
-                            getattr(self, f"{p}embed_state")(seg.states) + time,
-                            getattr(self, f"{p}embed_action")(seg.actions) + time], dim=3)
+        if self.conditioning == "task-id":
+            time = time + self.embed_task.weight[: time.shape[0], None, None, :]
+        parts = [getattr(self, f"{p}embed_state")(seg.states),
+                 getattr(self, f"{p}embed_action")(seg.actions)]
+        if self.returns_to_go:
+            parts.insert(0, getattr(self, f"{p}embed_return")(seg.rtg))
+        toks = torch.stack([part + time for part in parts], dim=3)
         g, b, t = seg.mask.shape
-        return toks.reshape(g, b, 3 * t, -1)  # (G, B, 3T, C)
+        return toks.reshape(g, b, self.per_step * t, -1)
 
     def encode_prompt(self, prompt: Segments, weights: Weights | None = None) -> PromptCache:
         """Run the prompt through the blocks once. It attends only to itself (it comes first),
-        so its keys and values serve every window that follows it."""
+        so its keys and values serve every window that follows it. Without prompt conditioning:
+        an empty cache."""
+        if self.conditioning != "prompt":
+            return PromptCache([], None)
         g, b, _ = prompt.mask.shape
         x = self.embed_drop(self._tokens(prompt, True))  # (G, B, 3P, C)
-        valid = prompt.mask.repeat_interleave(3, dim=2).reshape(g * b, -1)
+        valid = prompt.mask.repeat_interleave(self.per_step, dim=2).reshape(g * b, -1)
         mask = attention_mask(valid)
         kv = []
         for i, block in enumerate(self.blocks):
@@ -182,18 +212,21 @@ class PromptDT(nn.Module):
         after it is dropped and the last block runs its query, MLP and head for that token alone.
         """
         g, b, _ = seg.mask.shape
-        x = self.embed_drop(self.embed_ln(self._tokens(seg, False)))  # (G, B, 3T, C)
-        valid = seg.mask.repeat_interleave(3, dim=2).reshape(g * b, -1)
+        x = self.embed_drop(self.embed_ln(self._tokens(seg, False)))  # (G, B, kT, C)
+        valid = seg.mask.repeat_interleave(self.per_step, dim=2).reshape(g * b, -1)
         if last_only:
             x, valid = x[:, :, :-1], valid[:, :-1]
         mask = attention_mask(valid, cache.valid)
-        for i, (block, (pk, pv)) in enumerate(zip(self.blocks, cache.kv, strict=True)):
+        past = cache.kv or [None] * len(self.blocks)
+        for i, (block, kv) in enumerate(zip(self.blocks, past, strict=True)):
             q, k, v = block.qkv(x, weights)
-            k, v = torch.cat([pk, k], dim=2), torch.cat([pv, v], dim=2)
+            if kv is not None:
+                k, v = torch.cat([kv[0], k], dim=2), torch.cat([kv[1], v], dim=2)
             if last_only and i + 1 == len(self.blocks):
                 x, q, mask = x[:, :, -1:], q[:, :, -1:], mask[:, :, -1:]
             x = block.attend(x, q, k, v, mask, weights)
-        state_tokens = x[:, :, -1:] if last_only else x[:, :, 1::3]
+        first_state = 1 if self.returns_to_go else 0
+        state_tokens = x[:, :, -1:] if last_only else x[:, :, first_state::self.per_step]
         return self.predict_action(self.ln_f(state_tokens))
 
     def forward(self, seg: Segments, prompt: Segments, weights: Weights | None = None

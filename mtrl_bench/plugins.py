@@ -18,6 +18,8 @@ PROJECT = "mtrl_bench"
 ENTRY_POINT_GROUP = "mtrl_bench"
 STRICT_ENV = "MTRL_BENCH_STRICT_PLUGINS"
 
+CONDITIONINGS = ("prompt", "task-id")  # as mtrl_bench.model.CONDITIONINGS (no torch here)
+
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
@@ -40,6 +42,10 @@ class MethodSpec:
     config_cls: a dataclass whose defaults are the paper's hyperparameters.
     diagnostics: plot labels of the keys the strategy's ``update`` returns, in panel order
         (keys without a label are plotted under their own name, after these).
+    conditioning: how the shared transformer learns which task it is on: "prompt" (a
+        trajectory prompt of the task, Prompt-DT) or "task-id" (a learned task embedding).
+    returns_to_go: False drops the return tokens (a sequence policy over states and actions).
+    Masks are orthogonal to both: any strategy works with any conditioning.
     """
 
     name: str
@@ -48,6 +54,8 @@ class MethodSpec:
     description: str
     citation: str = ""
     diagnostics: Mapping[str, str] = field(default_factory=dict)
+    conditioning: str = "prompt"
+    returns_to_go: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or self.name != self.name.strip(
@@ -57,6 +65,13 @@ class MethodSpec:
             raise PluginError(f"method {self.name!r}: config_cls must be a dataclass")
         if self.strategy is not None and not callable(self.strategy):
             raise PluginError(f"method {self.name!r}: strategy must be callable or None")
+        if self.conditioning not in CONDITIONINGS:
+            from mtrl_bench_envs.common import unknown_name_message
+
+            raise PluginError(f"method {self.name!r}: " + unknown_name_message(
+                "conditioning", self.conditioning, CONDITIONINGS))
+        if not isinstance(self.returns_to_go, bool):
+            raise PluginError(f"method {self.name!r}: returns_to_go must be True or False")
         if not isinstance(self.diagnostics, Mapping) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in self.diagnostics.items()):
             raise PluginError(f"method {self.name!r}: diagnostics must map str keys to labels")

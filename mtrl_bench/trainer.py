@@ -101,13 +101,15 @@ class Trainer:
         self.step_count = 0
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
+        spec = spec or registry().method(cfg.method).spec
         self.model = PromptDT(cfg.model, state_dim=data.states[0].shape[-1],
-                              act_dim=data.actions[0].shape[-1]).to(device)
+                              act_dim=data.actions[0].shape[-1], conditioning=spec.conditioning,
+                              num_tasks=data.num_tasks,
+                              returns_to_go=spec.returns_to_go).to(device)
         params = self.model.maskable_parameters()
         self.layout = MaskLayout(tuple(params), tuple(tuple(p.shape) for p in params.values()))
         self.rng = np.random.default_rng(cfg.seed)  # segment sampler
         self.mask_rng = torch.Generator().manual_seed(cfg.seed + 1)  # the strategy's randomness
-        spec = spec or registry().method(cfg.method).spec
         self.strategy: MaskStrategy | None = None
         if spec.strategy is not None:  # the "masks" capability
             ctx = StrategyContext(spec.config_cls(**cfg.method_config), self.layout,

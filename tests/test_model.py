@@ -18,11 +18,16 @@ def segments(length: int, pad: int, gen: torch.Generator) -> Segments:
                     torch.randint(0, 500, (G, B, length), generator=gen), mask)
 
 
-@pytest.fixture
-def model() -> PromptDT:
+CONDITIONED = {"prompt": {}, "task-id": {"conditioning": "task-id", "num_tasks": G},
+               "task-id, no returns": {"conditioning": "task-id", "num_tasks": G,
+                                       "returns_to_go": False}}
+
+
+@pytest.fixture(params=list(CONDITIONED))
+def model(request) -> PromptDT:
     torch.manual_seed(0)
     return PromptDT(ModelConfig(embed_dim=32, n_layer=2, n_head=2, context_len=T,
-                                prompt_len=P), S, A).eval()
+                                prompt_len=P), S, A, **CONDITIONED[request.param]).eval()
 
 
 def task_weights(model: PromptDT, gen: torch.Generator) -> dict[str, torch.Tensor]:
@@ -56,3 +61,34 @@ def test_predictions_ignore_the_future_and_the_padding(model):
     # positions 2..T-2: valid, before the last state (padded positions predict nothing used)
     torch.testing.assert_close(after[:, :, 2:-1], before[:, :, 2:-1], rtol=0, atol=1e-6)
     assert (after[:, :, -1] - before[:, :, -1]).abs().max() > 1e-3
+
+
+def test_task_id_conditioning_reads_the_task_not_the_prompt():
+    torch.manual_seed(0)
+    model = PromptDT(ModelConfig(embed_dim=32, n_layer=2, n_head=2, context_len=T,
+                                 prompt_len=P), S, A, conditioning="task-id", num_tasks=G).eval()
+    assert not hasattr(model, "prompt_embed_state")  # no prompt parameters to train
+    gen = torch.Generator().manual_seed(3)
+    seg, prompt = segments(T, 0, gen), segments(P, 0, gen)
+    same = Segments(*(x[:1].expand(G, *x.shape[1:]).clone() for x in (
+        seg.states, seg.actions, seg.rtg, seg.timesteps, seg.mask)))  # one window, every task
+    with torch.no_grad():
+        out = model(same, prompt)
+        other_prompt = model(same, segments(P, 0, gen))
+    torch.testing.assert_close(other_prompt, out, rtol=0, atol=0)  # the prompt is not read
+    assert (out[0] - out[1]).abs().max() > 1e-4  # the task embedding is
+
+
+def test_without_returns_to_go_the_returns_are_not_read():
+    torch.manual_seed(0)
+    model = PromptDT(ModelConfig(embed_dim=32, n_layer=2, n_head=2, context_len=T,
+                                 prompt_len=P), S, A, conditioning="task-id", num_tasks=G,
+                     returns_to_go=False).eval()
+    assert not hasattr(model, "embed_return")
+    gen = torch.Generator().manual_seed(4)
+    seg, prompt = segments(T, 0, gen), segments(P, 0, gen)
+    with torch.no_grad():
+        before = model(seg, prompt)
+        seg.rtg += 100.0
+        after = model(seg, prompt)
+    torch.testing.assert_close(after, before, rtol=0, atol=0)

@@ -196,3 +196,9 @@ def test_run_exits_non_zero_when_a_run_is_locked(tmp_path, smoke_data, capsys):
     assert "1 complete, 1 locked" in captured.out
     assert "did not finish" in captured.err and "report is incomplete" in captured.err
     assert RunDir(tmp_path / "out" / "runs" / runs[0].name).complete
+
+
+@pytest.mark.parametrize("method", ["mtdt", "mtbc"])
+def test_task_id_methods_train_and_evaluate(smoke, method):
+    result = smoke(name=method, method=method).train()
+    assert 0.0 <= result["success"] <= 1.0 and len(result["tasks"]) == 5

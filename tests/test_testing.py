@@ -12,8 +12,8 @@ from mtrl_bench.masking import MaskStrategy, StrategyContext, UpdateContext, erk
 from mtrl_bench.plugins import MethodSpec, registry
 from mtrl_bench.testing import MethodCheckError, check_method
 
-BUILT_IN = ["prompt-dt", "harmodt-f", "harmodt-m", "harmodt-r", "socodt", "socodt-no-soft",
-            "socodt-fixed-sparsity", "socodt-no-magnitude"]
+BUILT_IN = ["prompt-dt", "mtdt", "mtbc", "harmodt-f", "harmodt-m", "harmodt-r", "socodt",
+            "socodt-no-soft", "socodt-fixed-sparsity", "socodt-no-magnitude"]
 
 
 @pytest.mark.parametrize("name", BUILT_IN)
@@ -59,6 +59,15 @@ class ForgetfulFisher(RunningFisher):
 
 def spec(strategy, name="under-test") -> MethodSpec:
     return MethodSpec(name, Cfg, strategy, "a strategy under test")
+
+
+def test_masks_work_over_task_id_conditioning():
+    """Conditioning and masks are orthogonal: HarmoDT's masks on the task-ID transformer."""
+    from mtrl_bench_methods.harmodt import HarmoDTConfig, HarmoDTStrategy
+
+    check_method(MethodSpec("harmodt-taskid", HarmoDTConfig, erk_initialised(HarmoDTStrategy),
+                            "HarmoDT-F masks over task-ID conditioning",
+                            conditioning="task-id"))
 
 
 def test_a_strategy_with_a_running_statistic_resumes_exactly():
