@@ -61,3 +61,27 @@ def test_configs_from_before_recipes_read_as_v1():
     with pytest.raises(ConfigError, match="expects"):
         build_config("prompt-dt", "mt5", "near-optimal", 0, "cpu",
                      overrides={"train.lr": "fast"})
+
+
+def test_the_paper_profile_starts_checkpoints_resumes_and_evaluates(smoke_data, tmp_path):
+    """The first GPU user must not find the first bug: the paper-scale model and trainer (with
+    a masked method) for four steps on the smoke data, interrupted after two."""
+    from mtrl_bench.api import Run
+
+    overrides = {"data.episodes": 4, "train.steps": 4, "train.checkpoint_interval": 2,
+                 "train.log_interval": 1, "train.mask_interval": 2,
+                 "eval.episodes_per_task": 1}
+
+    def run() -> Run:
+        return Run.prepare("socodt", "mt5", "near-optimal", 0, "paper", overrides,
+                           execution={"device": "cpu", "threads": 1, "progress": False,
+                                      "data_dir": str(smoke_data)}, out=tmp_path / "paper")
+
+    assert run().train(stop_after=2) is None
+    assert run().dir.load_checkpoint()["step"] == 2
+    result = run().train(resume=True)
+    assert result is not None and run().complete and len(result["tasks"]) == 5
+    records = run().dir.metrics()
+    assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3, 4]
+    assert "strategy" in records[1] and records[-1]["kind"] == "eval"
+    assert run().config.model.embed_dim == 256 and run().config.model.context_len == 20
