@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -202,3 +203,26 @@ def test_run_exits_non_zero_when_a_run_is_locked(tmp_path, smoke_data, capsys):
 def test_task_id_methods_train_and_evaluate(smoke, method):
     result = smoke(name=method, method=method).train()
     assert 0.0 <= result["success"] <= 1.0 and len(result["tasks"]) == 5
+
+
+def test_train_help_lists_the_valid_names(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("mt50-rand", "randomK-S", "near-optimal | sub-optimal", "registered methods:",
+                 "socodt", "mtdt", "(default: prompt-dt)", "(default: mt5)"):
+        assert name in out, name
+
+
+def test_run_writes_where_git_ignores_unless_given_a_path(tmp_path, smoke_data, monkeypatch):
+    """A fresh clone's `mtrl-bench run` must not touch committed results/."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.toml").write_text(
+        'methods = ["prompt-dt"]\nsuites = ["mt5"]\nqualities = ["sub-optimal"]\nseeds = [0]\n'
+        'profile = "smoke"\nreference_seeds = []\n')
+    assert main(["run", "tiny.toml", "--data-dir", str(smoke_data), "--quiet"]) == 0
+    assert (tmp_path / "runs" / "tiny" / "report.md").exists()
+    assert not (tmp_path / "results").exists()
+    ignored = (Path(__file__).resolve().parents[1] / ".gitignore").read_text().splitlines()
+    assert "/runs/" in ignored
