@@ -8,7 +8,7 @@ when there was nothing to draw.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from mtrl_bench.masking import MASK_DIAGNOSTICS
 from mtrl_bench.report import axis_label, metric_scale
-from mtrl_bench.stats import MEAN_TASK, order_key
+from mtrl_bench.stats import MEAN_TASK, order_key, sorted_names
 from mtrl_bench_envs.common import atomic_write
 
 TASK_ALL = -1
@@ -38,11 +38,6 @@ def _grid(n: int, width: float = 4.2, height: float = 3.0) -> tuple[Figure, list
     for ax in axes[n:]:
         ax.set_visible(False)
     return fig, axes[:n]
-
-
-def _sorted(values: Iterable[str], column: str) -> list[str]:
-    return pd.Series(sorted(set(values)), dtype=object).sort_values(
-        key=order_key(column)).tolist()
 
 
 def _scale(metric: str) -> tuple[float, str]:
@@ -74,7 +69,7 @@ def plot_curves(curves: pd.DataFrame, path: Path, metric: str = "success") -> Pa
     for ax, cell in zip(axes, cells.itertuples(index=False)):
         here = ev[(ev["suite"] == cell.suite) & (ev["quality"] == cell.quality)
                   & (ev["protocol"] == cell.protocol)]
-        for method in _sorted(here["method"], "method"):
+        for method in sorted_names(here["method"], "method"):
             table = here[here["method"] == method].pivot_table(
                 index="step", columns="seed", values="value", aggfunc="mean") * factor
             _band(ax, table.index.to_numpy(), table, method)
@@ -247,7 +242,7 @@ def plot_profiles(df: pd.DataFrame, path: Path, metric: str = "success", seed: i
     for ax, cell in zip(axes, cells.itertuples(index=False)):
         here = data[(data["suite"] == cell.suite) & (data["quality"] == cell.quality)
                     & (data["protocol"] == cell.protocol)]
-        for method in _sorted(here["method"], "method"):
+        for method in sorted_names(here["method"], "method"):
             matrix = here[here["method"] == method].pivot_table(
                 index="seed", columns="task", values="value", aggfunc="mean").dropna(axis=1)
             frac, low, high = performance_profile(matrix.to_numpy(), taus, reps, seed)

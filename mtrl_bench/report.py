@@ -16,7 +16,6 @@ here (booktabs), so no templating dependency is needed.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from tabulate import tabulate
 from mtrl_bench import stats
 from mtrl_bench.paper import Layout, load_numbers, numbers_dir
 from mtrl_bench.paper import paper as paper_data
-from mtrl_bench.stats import CELL, DEFAULT_REPS, QUALITY_ORDER, SUITE_ORDER, method_order
+from mtrl_bench.stats import CELL, DEFAULT_REPS, QUALITY_ORDER
 from mtrl_bench_envs.common import atomic_write
 
 SUITE_LABELS = {"mt5": "MT5", "mt30": "MT30", "mt50": "MT50", "mt50-rand": "MT50-rand",
@@ -109,11 +108,6 @@ def _bold_best(rows: list[list[Cell]], col: int, values: list[float], decimals: 
             row[col].bold = True
 
 
-def _sorted_unique(values: Iterable[str], order: tuple[str, ...]) -> list[str]:
-    rank = {name: i for i, name in enumerate(order)}
-    return sorted(set(values), key=lambda v: (rank.get(v, len(rank)), v))
-
-
 # --------------------------------------------------------------------------- paper numbers
 
 # --------------------------------------------------------------------------- sections
@@ -123,9 +117,9 @@ def _overview(df: pd.DataFrame, comps: dict[str, pd.DataFrame], primary: str, re
     runs = df.drop_duplicates(list(stats.RUN))
     blocks: list[Block] = [("h2", "Overview"), ("p", (
         f"{len(df)} rows from {len(runs)} runs. Methods: "
-        f"{', '.join(_sorted_unique(df['method'], method_order()))}. Suites: "
-        f"{', '.join(_sorted_unique(df['suite'], SUITE_ORDER))}. Qualities: "
-        f"{', '.join(_sorted_unique(df['quality'], QUALITY_ORDER))}. Protocols: "
+        f"{', '.join(stats.sorted_names(df['method'], 'method'))}. Suites: "
+        f"{', '.join(stats.sorted_names(df['suite'], 'suite'))}. Qualities: "
+        f"{', '.join(stats.sorted_names(df['quality'], 'quality'))}. Protocols: "
         f"{', '.join(sorted(set(df['protocol'])))}. Reference method: {reference}. "
         "The unit of every statistic is the training seed: each run's per-task values are "
         "averaged over tasks first."
@@ -167,7 +161,7 @@ def _missing(df: pd.DataFrame, metric: str, reference: str) -> list[str]:
     if scores.empty:
         return [*out, f"no run has the metric '{metric}'"]
     cells = scores[list(CELL)].drop_duplicates()
-    methods = _sorted_unique(scores["method"], method_order())
+    methods = stats.sorted_names(scores["method"], "method")
     present = set(map(tuple, scores[["method", *CELL]].drop_duplicates().to_numpy()))
     for method in methods:
         gaps = [_cell_name(s, q) + (f" [{p}]" if cells["protocol"].nunique() > 1 else "")
@@ -198,8 +192,8 @@ def _comparison_section(comp: pd.DataFrame, metric: str, reference: str,
     blocks: list[Block] = [("h3", f"Metric: {metric}" + (f" ({unit})" if unit else ""))]
     family = {metric: int(comp["p_welch"].notna().sum())}
     for (suite, protocol), group in comp.groupby(["suite", "protocol"], sort=False):
-        qualities = _sorted_unique(group["quality"], QUALITY_ORDER)
-        methods = _sorted_unique(group["method"], method_order())
+        qualities = stats.sorted_names(group["quality"], "quality")
+        methods = stats.sorted_names(group["method"], "method")
         rows, detail = [], []
         for method in methods:
             row = [Cell(method)]
@@ -564,7 +558,7 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, reference: str | None = 
     if df.empty:
         raise ValueError("the results table is empty: there is nothing to report "
                          "(no run has a numeric value); run an experiment first")
-    metrics = _sorted_unique(df["metric"], ("success", "return"))
+    metrics = stats.sorted_names(df["metric"], "metric")
     primary = metric if metric in metrics else metrics[0]
     comps = {m: stats.compare(df, reference, m, seed=seed, alpha=alpha) for m in metrics}
     agg = stats.aggregate(df, reference, primary, reps=reps, seed=seed)

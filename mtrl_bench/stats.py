@@ -57,6 +57,7 @@ RUN = ("method", *CELL, "seed")
 # (methods: the paper's display order, `mtrl_bench.paper`).
 SUITE_ORDER = ("mt5", "mt30", "mt50", "mt50-rand", "random5", "random30")
 QUALITY_ORDER = ("near-optimal", "sub-optimal")
+METRIC_ORDER = ("success", "return")
 
 Seed = int | np.random.SeedSequence
 EXACT_LIMIT = 100_000  # above this many distinct splits the permutation test samples instead
@@ -70,15 +71,26 @@ def method_order() -> tuple[str, ...]:
 
 
 def order_key(column: str) -> Callable[[pd.Series], pd.Series]:
-    """A `sort_values(key=...)` function putting known names first, in the canonical order."""
-    known = {"method": method_order(), "suite": SUITE_ORDER,
-             "quality": QUALITY_ORDER}.get(column, ())
+    """A `sort_values(key=...)` function putting known names first, in the canonical order; a
+    sweep label `method[field=value]` follows its method."""
+    known = {"method": method_order(), "suite": SUITE_ORDER, "quality": QUALITY_ORDER,
+             "metric": METRIC_ORDER}.get(column, ())
     rank = {name: i for i, name in enumerate(known)}
 
+    def one(v: object) -> tuple[int, str]:
+        base = str(v).split("[", 1)[0] if column == "method" else v
+        return rank.get(v, rank.get(base, len(rank))), str(v)
+
     def key(values: pd.Series) -> pd.Series:
-        return values.map(lambda v: (rank.get(v, len(rank)), str(v)))
+        return values.map(one)
 
     return key
+
+
+def sorted_names(values: Iterable[str], column: str) -> list[str]:
+    """The distinct values of a column, in its canonical order (`order_key`)."""
+    unique = pd.Series(sorted(set(values)), dtype=object)
+    return unique.sort_values(key=order_key(column)).tolist()
 
 
 def sort_frame(df: pd.DataFrame, by: Iterable[str]) -> pd.DataFrame:

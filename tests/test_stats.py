@@ -214,3 +214,9 @@ def test_aggregate_reproducible_and_unmoved_by_other_methods():
 def test_check_results_names_missing_columns():
     with pytest.raises(ValueError, match="lacks column.*protocol"):
         stats.seed_scores(results({"socodt": [[1.0]]}).drop(columns="protocol"))
+
+
+def test_methods_sort_in_the_paper_order_with_sweep_labels_after_their_method():
+    names = ["bc-all", "socodt[beta_scale=0.01]", "zeta", "prompt-dt", "socodt", "mtdt"]
+    assert stats.sorted_names(names, "method") == [
+        "mtdt", "prompt-dt", "socodt", "socodt[beta_scale=0.01]", "bc-all", "zeta"]
