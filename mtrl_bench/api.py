@@ -76,6 +76,8 @@ def _first_missing(path: Path) -> Path | None:
 
 @dataclass
 class Run:
+    """One run: what it is (config), how it executes (execution) and where it lives (dir)."""
+
     config: RunConfig  # identity: hashed into the directory name
     execution: Execution  # how: recorded in the manifest, never hashed
     dir: RunDir
