@@ -163,13 +163,9 @@ def open_card(directory: Path, wanted: dict[str, Any]) -> dict[str, Any]:
     return card
 
 
-def is_finished(directory: Path, card: dict[str, Any], task: str) -> bool:
-    """Listed in the card with a file of the recorded size (the loader verifies the checksum)."""
-    return unfinished_reason(directory, card, task) is None
-
-
 def unfinished_reason(directory: Path, card: dict[str, Any], task: str) -> str | None:
-    """Why a task must be (re)generated, or None when its file is there as the card says."""
+    """Why a task must be (re)generated, or None when its file is there as the card says
+    (recorded size; the loader verifies the checksum)."""
     entry = card["tasks"].get(task)
     path = directory / f"{task}.npz"
     if entry is None:

@@ -8,6 +8,7 @@ stored checkpoint again.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import shutil
 import time
@@ -35,6 +36,7 @@ class RunLocked(RuntimeError):
     """Another live process holds the run's lock."""
 
 
+@functools.cache  # read once per process: `run` asks for every run of a grid
 def method_fingerprint(method: str) -> dict[str, str]:
     """Which code a method's results come from: its distribution, version and a hash of the
     module that defines it (a changed plugin makes stored results stale; `Run.stale_code`)."""
