@@ -39,6 +39,11 @@ class Suite:
     tasks: tuple[str, ...]
     random_goals: bool = False
     description: str = ""
+    family: str = ""  # the suite tables pool it under (random5-3 -> random5); "" = itself
+
+    @property
+    def table_name(self) -> str:
+        return self.family or self.name
 
     def goal_for_episode(self, episode: int, rng: np.random.Generator) -> int:
         if self.random_goals:
@@ -75,7 +80,7 @@ def get_suite(name: str) -> Suite:
     if prefix in ("random5", "random30") and seed.isdigit():
         k = int(prefix.removeprefix("random"))
         return Suite(name, _random_combination(k, int(seed)),
-                     description=f"{k} tasks drawn from MT50 with seed {seed}")
+                     description=f"{k} tasks drawn from MT50 with seed {seed}", family=prefix)
     raise ValueError(unknown_name_message("suite", name, list(SUITES)))
 
 

@@ -5,7 +5,8 @@ the same way)::
 
     description = "one line"
     methods = ["method-a", "method-b"]  # registered names (`mtrl-bench methods`)
-    suites = ["mt5"]              # "random5-{seed}": the task combination follows the seed
+    suites = ["mt5"]              # "random5-2": a drawn combination, tabulated as "random5";
+                                  # "random5-{seed}": the combination follows the run's seed
     qualities = ["sub-optimal"]
     seeds = [0, 1, 2]
     profile = "cpu"               # smoke | cpu | paper
@@ -233,7 +234,7 @@ class GridRun:
     method: str
     label: str  # method, or method[field=value, ...] for a sweep point off the base config
     suite: str
-    suite_label: str  # the suite as tabulated: "random5" for the combinations "random5-{seed}"
+    suite_label: str  # the suite as tabulated: "random5" for the combinations "random5-<k>"
     quality: str
     seed: int
     config: RunConfig
@@ -300,6 +301,7 @@ def expand(exp: Experiment, runs_root: Path, only_methods: Iterable[str] | None 
     """Validate the experiment and list its runs (deduplicated by resolved config)."""
     from mtrl_bench.api import Run
     from mtrl_bench_envs.common import unknown_name_message
+    from mtrl_bench_envs.suites import get_suite
 
     try:
         _validate_names(exp, exp.methods)  # the whole grid, whatever subset runs now
@@ -339,8 +341,7 @@ def expand(exp: Experiment, runs_root: Path, only_methods: Iterable[str] | None 
         if entry is None:
             entry = runs[name] = GridRun(
                 name, method, _label(method, keep, base_cfg[method]), suite,
-                suite_name.replace("-" + SEED_FIELD, "").replace(SEED_FIELD, ""), quality, seed,
-                run.config)
+                get_suite(suite).table_name, quality, seed, run.config)
         if sweep is not None:
             entry.sweeps.append({"name": sweep, "point": keep})
     return list(runs.values())

@@ -59,20 +59,39 @@ def test_builtin_experiments_expand(tmp_path):
     assert sizes["quick"] == 3 * 4 and sizes["table2"] == 30
     assert sizes["table1"] == (7 + 1) * 2 * 5  # SoCo-DT twice: both readings of beta
     assert sizes["cpu-protocol"] == 3 * 2 * 5
-    assert sizes["table3"] == 2 * 2 * 2 * 3 and sizes["table4"] == 4 * 2 * 3
+    assert sizes["table3"] == 2 * 3 * 2 * 5 and sizes["table4"] == 4 * 2 * 5
     assert sizes["methods"] == 8
 
 
-def test_table3_pairs_task_combination_with_seed(tmp_path):
+def test_drawn_combinations_follow_the_seed_and_pool_under_their_family(tmp_path):
+    exp = grid.parse_experiment(textwrap.dedent("""
+        methods = ["prompt-dt"]
+        suites = ["random5-{seed}", "random5-7", "mt5"]
+        qualities = ["near-optimal"]
+        seeds = [1, 2]
+        profile = "smoke"
+    """), "inline.toml", "inline")
+    runs = grid.expand(exp, tmp_path)
+    assert sorted((r.suite, r.seed) for r in runs) == [
+        ("mt5", 1), ("mt5", 2), ("random5-1", 1), ("random5-2", 2), ("random5-7", 1),
+        ("random5-7", 2)]
+    assert {r.suite: r.suite_label for r in runs} == {
+        "random5-1": "random5", "random5-2": "random5", "random5-7": "random5", "mt5": "mt5"}
+
+
+def test_table3_crosses_three_combinations_with_five_seeds(tmp_path):
     runs = grid.expand(grid.load_experiment("table3"), tmp_path)
-    pairs = {(r.suite, r.seed) for r in runs}
-    assert ("random5-2", 2) in pairs and ("random5-0", 2) not in pairs
-    assert {r.suite_label for r in runs} == {"random5", "random30"}
+    cells = {(r.suite, r.seed) for r in runs}
+    assert cells == {(f"random5-{c}", s) for c in range(3) for s in range(5)}
+    assert {r.suite_label for r in runs} == {"random5"}
 
 
 def test_table4_runs_full_episodes(tmp_path):
     runs = grid.expand(grid.load_experiment("table4"), tmp_path)
     assert all(r.config.eval.early_stop is False for r in runs)
+    # beta read as a percentage for all four, so the rows are labelled by method alone
+    assert all(r.config.method_config["beta_scale"] == 0.01 for r in runs)
+    assert {r.label for r in runs} == {r.method for r in runs}
 
 
 def test_fig5_sweeps_share_the_default_run(tmp_path):

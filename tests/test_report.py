@@ -149,7 +149,8 @@ def test_paper_tables_cover_the_layouts():
         # MTBC is a row of our Table 1 with no number of the paper's (it is only in Table 2)
         assert set(layout.methods) - set(rows["method"]) == ({"mtbc"} if layout.number == 1
                                                              else set())
-        assert set(rows["suite"]) == set(layout.suites)
+        # every suite of the paper's is a column; a layout may add ours (Table 4 on MT5)
+        assert set(rows["suite"]) <= set(layout.suites)
         assert set(rows["metric"]) == set(layout.metrics)
     success = numbers[numbers["metric"] == "success"]["mean"].dropna()
     assert success.between(0, 100).all()
