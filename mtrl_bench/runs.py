@@ -24,6 +24,21 @@ def write_json(path: Path, obj: Any) -> None:
     atomic_write(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+LOG_DIGITS = 6  # significant digits of logged floats: a diagnostic log, not a checkpoint
+
+
+def _rounded(value: Any) -> Any:
+    """Floats cut to LOG_DIGITS significant digits, in nested lists and dicts (an MT30 run logs a
+    30 x 30 cosine matrix per mask update: full repr would double the committed metrics)."""
+    if isinstance(value, float):
+        return float(f"{value:.{LOG_DIGITS}g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v) for v in value]
+    return value
+
+
 class RunFileError(ValueError):
     """A run file that cannot be read: names the file and what is wrong with it."""
 
@@ -127,7 +142,7 @@ class RunDir:
     # -- metrics -------------------------------------------------------------------------------
     def log(self, record: dict[str, Any]) -> None:
         with open(self.metrics_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps(_rounded(record)) + "\n")
 
     def metrics(self) -> list[dict[str, Any]]:
         """The logged records. A torn last line (a kill mid-write) is left out; a damaged line

@@ -67,6 +67,19 @@ def test_a_deleted_checkpoint_retrains_from_zero_without_old_metrics(smoke):
     assert result is not None and steps == sorted(set(steps))
 
 
+def test_logged_floats_keep_six_significant_digits(tmp_path):
+    run = RunDir(tmp_path / "r")
+    run.path.mkdir()
+    run.log({"step": 3, "kind": "train", "loss": 0.06633950769901276, "ok": True,
+             "mask": {"cosine": [[1 / 3, -2 / 3]], "size": 7, "big": 123456789.0,
+                      "nan": float("nan")}})
+    [record] = run.metrics()
+    assert record["loss"] == 0.0663395 and record["ok"] is True and record["step"] == 3
+    assert record["mask"]["cosine"] == [[0.333333, -0.666667]]
+    assert record["mask"]["size"] == 7 and record["mask"]["big"] == 123457000.0
+    assert record["mask"]["nan"] != record["mask"]["nan"]
+
+
 def test_two_trainings_of_one_run_never_interleave(smoke, tmp_path):
     run = smoke()
     hold = ("import sys, time; from mtrl_bench.runlock import RunLock; "
