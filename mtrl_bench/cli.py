@@ -168,6 +168,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         execution.device)
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
+    if args.gpus_per_run is not None and args.executor != "ray":
+        raise ValueError("--gpus-per-run is for --executor ray (locally, --workers sets the "
+                         "runs at a time)")
     # grid.json lists the whole grid, so a report after --only-method says what is still missing
     everything = grid.expand(exp, out / "runs")
     runs = (grid.expand(exp, out / "runs", only_methods=args.only_method)  # checks the names
@@ -177,7 +180,8 @@ def cmd_run(args: argparse.Namespace) -> int:
           + (f"\n  {exp.description}" if exp.description else ""))
     t0 = time.time()
     summaries = harness.run_grid(runs, out / "runs", executor=args.executor, workers=workers,
-                                 execution=execution, address=args.address)
+                                 execution=execution, address=args.address,
+                                 gpus_per_run=args.gpus_per_run)
     from mtrl_bench.reference import ensure_references
 
     try:  # the runs are recorded already; a failed reference leaves only its rows out
@@ -259,6 +263,9 @@ def add_experiment_parsers(sub: argparse._SubParsersAction) -> None:
                    "per core on CPU, 1 with a GPU; each holds its datasets in memory)")
     p.add_argument("--executor", choices=("local", "ray"), default="local")
     p.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    p.add_argument("--gpus-per-run", type=float, metavar="G",
+                   help="Ray: GPUs each run reserves (default: 1 when the cluster has GPUs and "
+                   "--device is not cpu; 0.5 puts two runs on a GPU)")
     p.add_argument("--out", type=Path, help="experiment directory (default: runs/<name>, which "
                    "git ignores; committed evidence goes to results/<name> only when asked)")
     p.add_argument("--only-method", action="append", metavar="METHOD",

@@ -163,10 +163,33 @@ def _died(task: RunTask, error: str) -> dict[str, Any]:
     return {"run": task.name, "state": "failed", "seconds": 0.0, "error": error}
 
 
+def ray_gpus_per_run(requested: float | None, device: str, cluster_gpus: float) -> float:
+    """GPUs each Ray task reserves. Ray hides every GPU from a task that reserves none
+    (CUDA_VISIBLE_DEVICES=""), so `--device auto` on a GPU cluster would silently train on CPU:
+    by default a run reserves one GPU when the cluster has any and the device is not cpu."""
+    if requested is not None:
+        if requested < 0:
+            raise ValueError(f"--gpus-per-run must be >= 0, got {requested:g}")
+        if requested == 0 and device == "cuda":
+            raise ValueError("--device cuda with --gpus-per-run 0: Ray would hide every GPU "
+                             "from the runs")
+        gpus = requested
+    else:
+        gpus = 1.0 if cluster_gpus and device != "cpu" else 0.0
+    if device == "cuda" and not cluster_gpus:
+        raise ValueError("--device cuda, but the Ray cluster has no GPU (ray.cluster_resources())")
+    if gpus > max(cluster_gpus, 0):
+        raise ValueError(f"--gpus-per-run {gpus:g}, but the Ray cluster has {cluster_gpus:g} "
+                         "GPUs: no run could be scheduled")
+    return gpus
+
+
 def _run_ray(tasks: Sequence[RunTask], threads: int, address: str | None,
-             done: Callable[[dict[str, Any]], None]) -> None:
-    """Each run is a Ray task reserving `threads` CPUs, so workers never share a core; a worker
-    process serves one run and exits (max_calls=1), like the local executor's fresh process."""
+             done: Callable[[dict[str, Any]], None], device: str = "auto",
+             gpus_per_run: float | None = None) -> None:
+    """Each run is a Ray task reserving `threads` CPUs (so workers never share a core) and
+    `ray_gpus_per_run` GPUs; a worker process serves one run and exits (max_calls=1), like the
+    local executor's fresh process."""
     try:
         import ray
     except ImportError:
@@ -178,7 +201,9 @@ def _run_ray(tasks: Sequence[RunTask], threads: int, address: str | None,
     try:
         # A run whose worker dies (OOM kill, lost node) is retried: it resumes from its last
         # checkpoint. A run that fails inside `execute` is recorded, never retried.
-        remote = ray.remote(num_cpus=threads, max_retries=RAY_RETRIES, max_calls=1)(execute)
+        gpus = ray_gpus_per_run(gpus_per_run, device, ray.cluster_resources().get("GPU", 0.0))
+        remote = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=RAY_RETRIES,
+                            max_calls=1)(execute)
         refs = {remote.remote(task): task for task in tasks}
         while refs:
             ready, _ = ray.wait(list(refs), num_returns=1)
@@ -217,10 +242,12 @@ def _pregenerate(runs: Sequence[GridRun], data_dir: str | None, progress: bool) 
 
 def run_grid(runs: Sequence[GridRun], runs_root: Path, executor: str = "local",
              workers: int = 1, execution: Execution | None = None,
-             address: str | None = None) -> list[dict[str, Any]]:
+             address: str | None = None, gpus_per_run: float | None = None
+             ) -> list[dict[str, Any]]:
     """Execute every run of a grid; returns one summary per run (state, seconds, error).
 
-    `execution` applies to every run; its threads default to cores // workers (0 = that)."""
+    `execution` applies to every run; its threads default to cores // workers (0 = that).
+    `gpus_per_run` (Ray only) defaults to one GPU per run on a cluster that has GPUs."""
     from tqdm.auto import tqdm
 
     if executor not in ("local", "ray"):
@@ -268,7 +295,7 @@ def run_grid(runs: Sequence[GridRun], runs_root: Path, executor: str = "local",
 
     try:
         if executor == "ray":
-            _run_ray(tasks, threads, address, done)
+            _run_ray(tasks, threads, address, done, execution.device, gpus_per_run)
         else:
             _run_local(tasks, workers, done)
     finally:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import subprocess
 import time
@@ -106,7 +107,9 @@ class RunDir:
         """Append how this stretch of the run executes (settings, the device and autocast dtype
         they resolved to) to the manifest: execution is recorded, never part of the name."""
         manifest = read_json(self.manifest_path) if self.manifest_path.exists() else {}
+        # the GPUs this process may see (a scheduler such as Ray sets it; "" = none)
         entry = {**asdict(execution), **resolved, "host": platform.node(),
+                 "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
                  "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         manifest["executions"] = [*manifest.get("executions", []), entry]
         write_json(self.manifest_path, manifest)

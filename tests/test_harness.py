@@ -435,6 +435,48 @@ def test_a_ray_grid_survives_a_killed_worker(tmp_path, smoke_data):
     assert steps == list(range(10, 401, 10))
 
 
+@pytest.mark.parametrize("requested, device, cluster, expected", [
+    (None, "auto", 0.0, 0.0), (None, "auto", 8.0, 1.0), (None, "cpu", 8.0, 0.0),
+    (None, "cuda", 8.0, 1.0), (0.5, "auto", 1.0, 0.5), (0.0, "auto", 8.0, 0.0),
+    (None, "cuda", 0.0, "no GPU"), (0.0, "cuda", 8.0, "hide every GPU"),
+    (2.0, "auto", 1.0, "has 1 GPUs"), (-1.0, "auto", 8.0, ">= 0")])
+def test_ray_runs_reserve_a_gpu_when_the_cluster_has_them(requested, device, cluster, expected):
+    if isinstance(expected, str):
+        with pytest.raises(ValueError, match=expected):
+            harness.ray_gpus_per_run(requested, device, cluster)
+    else:
+        assert harness.ray_gpus_per_run(requested, device, cluster) == expected
+
+
+def test_a_ray_cluster_with_one_gpu_runs_one_run_at_a_time_on_it(tmp_path, smoke_data):
+    """Without num_gpus Ray hides the GPUs from a task (CUDA_VISIBLE_DEVICES=""): each run must
+    reserve one, so on a 1-GPU cluster two runs see GPU 0 and never overlap, CPUs to spare."""
+    ray = pytest.importorskip("ray", reason='Ray is optional: pip install "mtrl-bench[ray]"')
+    exp = write(tmp_path, """
+        methods = ["prompt-dt"]
+        suites = ["mt5"]
+        qualities = ["sub-optimal"]
+        seeds = [0, 1]
+        profile = "smoke"
+    """)
+    runs = grid.expand(grid.load_experiment(exp), tmp_path / "runs")
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        summaries = harness.run_grid(runs, tmp_path / "runs", executor="ray",
+                                     execution=_quiet(smoke_data))
+    finally:
+        ray.shutdown()
+    assert [s["state"] for s in summaries] == ["complete", "complete"], summaries
+    spans = []
+    for r in runs:
+        run = RunDir(tmp_path / "runs" / r.name)
+        [execution] = read_json(run.manifest_path)["executions"]
+        assert execution["cuda_visible_devices"] == "0"
+        spans.append((os.path.getmtime(run.config_path), os.path.getmtime(run.done_path)))
+    (a0, a1), (b0, b1) = sorted(spans)
+    assert a1 <= b0, spans
+
+
 def test_ray_missing_says_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(RuntimeError, match=r'pip install "mtrl-bench\[ray\]"'):
