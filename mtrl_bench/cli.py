@@ -160,7 +160,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mtrl_bench.runs import RunDir
 
     overrides, settings = split_overrides(parse_overrides(args.set))
-    exp = grid.with_overrides(grid.load_experiment(args.experiment), args.profile, overrides)
+    exp = grid.with_overrides(grid.load_experiment(args.experiment), args.profile, overrides,
+                              args.suite or (), args.seed or ())
     execution = build_execution(exp.profile, {**settings, **_execution(args)})
     reference = _reference(args.reference, list(exp.methods))
     out = (args.out or EXPERIMENTS_ROOT / exp.name).resolve()
@@ -271,6 +272,10 @@ def add_experiment_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--only-method", action="append", metavar="METHOD",
                    help="run only this method of the grid (repeatable)")
     p.add_argument("--profile", help="override the experiment's profile (smoke | cpu | paper)")
+    p.add_argument("--suite", action="append", metavar="SUITE",
+                   help="run these suites instead of the experiment's (repeatable)")
+    p.add_argument("--seed", action="append", type=int, metavar="SEED",
+                   help="run these seeds instead of the experiment's (repeatable)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override a config field in every run (changes the runs' identity)")
     p.add_argument("--reference", help="method the others are tested against (default: the "

@@ -214,14 +214,18 @@ def parse_experiment(text: str, source: str, name: str) -> Experiment:
 
 
 def with_overrides(exp: Experiment, profile: str | None = None,
-                   overrides: dict[str, Any] | None = None) -> Experiment:
-    """The experiment with a command line's --profile and --set applied on top (they win)."""
+                   overrides: dict[str, Any] | None = None, suites: Sequence[str] = (),
+                   seeds: Sequence[int] = ()) -> Experiment:
+    """The experiment with a command line's --profile, --set, --suite and --seed applied on top
+    (they win; e.g. Table 1's methods on MT30 and MT50 at the paper's scale and seeds)."""
     overrides = dict(overrides or {})
     for key in overrides:
         _check_key("--set", key)
     return dataclasses.replace(
         exp, profile=profile or exp.profile, overrides={**exp.overrides, **overrides},
-        axes={k: v for k, v in exp.axes.items() if k not in overrides})
+        axes={k: v for k, v in exp.axes.items() if k not in overrides},
+        suites=tuple(dict.fromkeys(suites)) or exp.suites,
+        seeds=tuple(dict.fromkeys(seeds)) or exp.seeds)
 
 
 # --------------------------------------------------------------------------- grid expansion

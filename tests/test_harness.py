@@ -63,6 +63,14 @@ def test_builtin_experiments_expand(tmp_path):
     assert sizes["methods"] == 8
 
 
+def test_suites_and_seeds_from_the_command_line_replace_the_experiments(tmp_path):
+    exp = grid.with_overrides(grid.load_experiment("table1"), "smoke", suites=["mt30", "mt50"],
+                              seeds=[0, 1, 2, 1])
+    runs = grid.expand(exp, tmp_path)
+    assert len(runs) == 8 * 2 * 2 * 3  # 8 rows x 2 suites x 2 qualities x 3 seeds
+    assert {r.suite for r in runs} == {"mt30", "mt50"} and {r.seed for r in runs} == {0, 1, 2}
+
+
 def test_drawn_combinations_follow_the_seed_and_pool_under_their_family(tmp_path):
     exp = grid.parse_experiment(textwrap.dedent("""
         methods = ["prompt-dt"]
