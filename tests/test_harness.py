@@ -108,8 +108,9 @@ def test_fig5_sweeps_share_the_default_run(tmp_path):
     points = sum(len(s.points()) for s in exp.sweeps)
     default = [r for r in runs if r.label == "socodt"]
     # every sweep that includes the default value shares one run per seed
-    assert len(default) == 3 and len(default[0].sweeps) >= 5
-    assert len(runs) == 3 * (points - len(default[0].sweeps) + 1)
+    assert len(default) == 2 and len(default[0].sweeps) >= 5
+    assert len(runs) == 2 * (points - len(default[0].sweeps) + 1)
+    assert {r.config.method_config["beta_scale"] for r in runs} == {0.01, 1.0}
     q = [r for r in runs if r.seed == 0 and r.config.method_config["q1"] == 0.25]
     assert len(q) == 1 and q[0].config.method_config["q3"] == 0.75
     assert q[0].label == "socodt[q1=0.25, q3=0.75]"
