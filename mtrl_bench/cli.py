@@ -91,8 +91,8 @@ def add_execution_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: auto)")
     g.add_argument("--threads", type=int, help="torch threads per run (default: all cores for "
                    "one run, cores // workers in a grid; the smoke profile: 1)")
-    g.add_argument("--amp", help="bf16 autocast: auto | bf16 | none (default: auto, bf16 where "
-                   "the hardware has it)")
+    g.add_argument("--amp", help="bf16 autocast: auto | bf16 | none (default: the profile's, "
+                   "else auto: bf16 where the hardware has it; the cpu profile: none)")
     g.add_argument("--data-dir", type=Path,
                    help="dataset root (default: $MTRL_BENCH_DATA, else ~/.cache/mtrl-bench)")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
