@@ -33,10 +33,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from mtrl_bench.config import build_config
-from mtrl_bench.grid import expand, load_experiment, with_overrides
-from mtrl_bench.paper import load_numbers, paper
 from mtrl_bench.data import OfflineData
+from mtrl_bench.grid import expand, load_experiment, with_overrides
 from mtrl_bench.masking import MaskStrategy, random_erk_masks
+from mtrl_bench.paper import load_numbers, paper
 from mtrl_bench.testing import random_datasets
 from mtrl_bench.trainer import Trainer
 

@@ -375,16 +375,29 @@ def test_two_harnesses_never_run_one_run_twice(tmp_path, smoke_data):
         assert len(evals) == 1
 
 
+TWO_SEEDS = """
+    methods = ["prompt-dt"]
+    suites = ["mt5"]
+    qualities = ["sub-optimal"]
+    seeds = [0, 1]
+    profile = "smoke"
+"""
+
+
+def ray_grid(ray, runs, root: Path, execution: Execution, **resources) -> list[dict]:
+    """run_grid on a fresh local Ray of 2 CPUs (plus `resources`, e.g. num_gpus)."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, **resources)
+    try:
+        return harness.run_grid(runs, root, executor="ray", execution=execution)
+    finally:
+        ray.shutdown()
+
+
 def test_ray_runs_the_same_grid_to_the_same_results(grid_run, smoke_data, tmp_path):
     ray = pytest.importorskip("ray", reason='Ray is optional: pip install "mtrl-bench[ray]"')
     out, by, _, _ = grid_run
     entry = by["socodt", "ok"]
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        summaries = harness.run_grid([entry], tmp_path, executor="ray",
-                                     execution=_quiet(smoke_data))
-    finally:
-        ray.shutdown()
+    summaries = ray_grid(ray, [entry], tmp_path, _quiet(smoke_data))
     assert summaries[0]["state"] == "complete", summaries
     local, remote = RunDir(out / "runs" / entry.name), RunDir(tmp_path / entry.name)
     assert read_json(remote.eval_path)["tasks"] == read_json(local.eval_path)["tasks"]
@@ -401,16 +414,11 @@ def test_a_ray_grid_survives_a_killed_worker(tmp_path, smoke_data):
     import threading
 
     ray = pytest.importorskip("ray", reason='Ray is optional: pip install "mtrl-bench[ray]"')
-    exp = write(tmp_path, """
-        methods = ["prompt-dt"]
-        suites = ["mt5"]
-        qualities = ["sub-optimal"]
-        seeds = [0, 1]
-        profile = "smoke"
-        [overrides]
-        train.steps = 400
-        train.checkpoint_interval = 20
-        train.log_interval = 10
+    exp = write(tmp_path, TWO_SEEDS + """
+    [overrides]
+    train.steps = 400
+    train.checkpoint_interval = 20
+    train.log_interval = 10
     """)
     runs = grid.expand(grid.load_experiment(exp), tmp_path / "runs")
     target = tmp_path / "runs" / runs[0].name
@@ -430,12 +438,9 @@ def test_a_ray_grid_survives_a_killed_worker(tmp_path, smoke_data):
 
     thread = threading.Thread(target=kill_the_worker)
     thread.start()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        summaries = harness.run_grid(runs, tmp_path / "runs", executor="ray",
-                                     execution=_quiet(smoke_data))
+        summaries = ray_grid(ray, runs, tmp_path / "runs", _quiet(smoke_data))
     finally:
-        ray.shutdown()
         thread.join()
     assert killed, "the run finished before its worker could be killed"
     assert [s["state"] for s in summaries] == ["complete", "complete"], summaries
@@ -461,20 +466,8 @@ def test_a_ray_cluster_with_one_gpu_runs_one_run_at_a_time_on_it(tmp_path, smoke
     """Without num_gpus Ray hides the GPUs from a task (CUDA_VISIBLE_DEVICES=""): each run must
     reserve one, so on a 1-GPU cluster two runs see GPU 0 and never overlap, CPUs to spare."""
     ray = pytest.importorskip("ray", reason='Ray is optional: pip install "mtrl-bench[ray]"')
-    exp = write(tmp_path, """
-        methods = ["prompt-dt"]
-        suites = ["mt5"]
-        qualities = ["sub-optimal"]
-        seeds = [0, 1]
-        profile = "smoke"
-    """)
-    runs = grid.expand(grid.load_experiment(exp), tmp_path / "runs")
-    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
-    try:
-        summaries = harness.run_grid(runs, tmp_path / "runs", executor="ray",
-                                     execution=_quiet(smoke_data))
-    finally:
-        ray.shutdown()
+    runs = grid.expand(grid.load_experiment(write(tmp_path, TWO_SEEDS)), tmp_path / "runs")
+    summaries = ray_grid(ray, runs, tmp_path / "runs", _quiet(smoke_data), num_gpus=1)
     assert [s["state"] for s in summaries] == ["complete", "complete"], summaries
     spans = []
     for r in runs:
