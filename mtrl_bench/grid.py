@@ -5,7 +5,7 @@ the same way)::
 
     description = "one line"
     methods = ["method-a", "method-b"]  # registered names (`mtrl-bench methods`)
-    suites = ["mt5"]              # "random5-2": a drawn combination, tabulated as "random5";
+    suites = ["mt5"]              # "random5-2": 5 tasks drawn from MT50 with seed 2;
                                   # "random5-{seed}": the combination follows the run's seed
     qualities = ["sub-optimal"]
     seeds = [0, 1, 2]
@@ -238,7 +238,7 @@ class GridRun:
     method: str
     label: str  # method, or method[field=value, ...] for a sweep point off the base config
     suite: str
-    suite_label: str  # the suite as tabulated: "random5" for the combinations "random5-<k>"
+    suite_label: str  # the suite as tabulated (`_suite_label`)
     quality: str
     seed: int
     config: RunConfig
@@ -289,6 +289,13 @@ def _points(exp: Experiment) -> list[tuple[dict[str, Any], str | None]]:
     return [({**b, **p}, s.name) for s in exp.sweeps for p in s.points() for b in base]
 
 
+def _suite_label(suite_name: str) -> str:
+    """How a grid's suite is tabulated: "random5-{seed}" (a new combination per seed) pools under
+    "random5", its seeds the replicates; a named combination ("random5-2") is its own suite, its
+    seeds the replicates (pooled, two combinations would share seed numbers and tasks differ)."""
+    return suite_name.replace("-" + SEED_FIELD, "").replace(SEED_FIELD, "")
+
+
 def _label(method: str, point: dict[str, Any], base: dict[str, Any]) -> str:
     """method[field=value, ...] over the point's fields whose value differs from the base."""
     changed = []
@@ -305,7 +312,6 @@ def expand(exp: Experiment, runs_root: Path, only_methods: Iterable[str] | None 
     """Validate the experiment and list its runs (deduplicated by resolved config)."""
     from mtrl_bench.api import Run
     from mtrl_bench_envs.common import unknown_name_message
-    from mtrl_bench_envs.suites import get_suite
 
     try:
         _validate_names(exp, exp.methods)  # the whole grid, whatever subset runs now
@@ -345,7 +351,7 @@ def expand(exp: Experiment, runs_root: Path, only_methods: Iterable[str] | None 
         if entry is None:
             entry = runs[name] = GridRun(
                 name, method, _label(method, keep, base_cfg[method]), suite,
-                get_suite(suite).table_name, quality, seed, run.config)
+                _suite_label(suite_name), quality, seed, run.config)
         if sweep is not None:
             entry.sweeps.append({"name": sweep, "point": keep})
     return list(runs.values())

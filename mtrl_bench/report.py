@@ -295,7 +295,8 @@ def _paper_layout(layout: Layout, comps: dict[str, pd.DataFrame], paper: pd.Data
     head = f"Table {layout.number}: {layout.title}"
     ours = pd.concat([c for m, c in comps.items() if m in layout.metrics and len(c)]
                      or [pd.DataFrame(columns=list(stats.COMPARE_COLUMNS))], ignore_index=True)
-    ours = ours[ours["method"].isin(layout.methods) & ours["suite"].isin(layout.suites)]
+    ours = ours[ours["method"].isin(layout.methods)
+                & ours["suite"].map(_family).isin(layout.suites)]
     expected = [(m, s, q, k) for m in layout.methods for s in layout.suites
                 for q in QUALITY_ORDER for k in layout.metrics]
     if ours.empty:
@@ -307,8 +308,11 @@ def _paper_layout(layout: Layout, comps: dict[str, pd.DataFrame], paper: pd.Data
     paper_t = paper[paper["table"] == layout.number]
     labels = dict(zip(paper_t["method"], paper_t["paper_method"]))
     for protocol, group in ours.groupby("protocol", sort=True):
-        cols = [(s, q, k) for s in layout.suites for q in QUALITY_ORDER for k in layout.metrics
-                if ((group["suite"] == s) & (group["quality"] == q) & (group["metric"] == k)).any()]
+        # a layout suite "random5" holds each drawn combination (random5-0, ...) as a column
+        ours_suites = sorted(set(group["suite"]))
+        cols = [(u, q, k) for s in layout.suites for u in ours_suites if _family(u) == s
+                for q in QUALITY_ORDER for k in layout.metrics
+                if ((group["suite"] == u) & (group["quality"] == q) & (group["metric"] == k)).any()]
         methods = [m for m in layout.methods if m in set(group["method"])]
         rows, values = [], {}
         for method in methods:
@@ -318,7 +322,7 @@ def _paper_layout(layout: Layout, comps: dict[str, pd.DataFrame], paper: pd.Data
             for s, q, k in cols:
                 mine = group[(group["method"] == method) & (group["suite"] == s)
                              & (group["quality"] == q) & (group["metric"] == k)]
-                theirs = paper_t[(paper_t["method"] == method) & (paper_t["suite"] == s)
+                theirs = paper_t[(paper_t["method"] == method) & (paper_t["suite"] == _family(s))
                                  & (paper_t["quality"] == q) & (paper_t["metric"] == k)]
                 factor, dec, unit = metric_scale(k)
                 paper_row = theirs.iloc[0] if len(theirs) else None
@@ -356,7 +360,8 @@ def _paper_layout(layout: Layout, comps: dict[str, pd.DataFrame], paper: pd.Data
                  _seed_note(group[group["metric"] == layout.metrics[0]]
                             .set_index(["method", "suite", "quality"])["n"]),
                  _marks_note(group, reference, alpha, families)]
-        present = set(map(tuple, group[["method", "suite", "quality", "metric"]].to_numpy()))
+        present = {(m, _family(u), q, k) for m, u, q, k
+                   in group[["method", "suite", "quality", "metric"]].to_numpy()}
         gaps = [e for e in expected if e not in present]
         if gaps:
             notes.append("Missing here: " + _describe_gaps(gaps, layout) + ".")
@@ -367,6 +372,16 @@ def _paper_layout(layout: Layout, comps: dict[str, pd.DataFrame], paper: pd.Data
         caption = f"Table {layout.number}" + (f", protocol {protocol}" if protocol else "")
         blocks.append(("table", Table(caption, "method", columns, rows, notes)))
     return blocks, long_rows
+
+
+def _family(suite: str) -> str:
+    """The paper's suite a suite of ours stands in for (random5-2 -> random5)."""
+    from mtrl_bench_envs.suites import get_suite
+
+    try:
+        return get_suite(suite).table_name
+    except ValueError:  # a suite this version does not know stands for itself
+        return suite
 
 
 def _paper_text(row: pd.Series | None) -> str:

@@ -70,7 +70,7 @@ def _entries(experiment_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
             try:
                 c = read_json(run.config_path)
                 entries.append({"name": name, "method": c["method"], "label": c["method"],
-                                "suite": c["suite"], "suite_label": _table_suite(c["suite"]),
+                                "suite": c["suite"], "suite_label": c["suite"],
                                 "quality": c["quality"], "seed": c["seed"], "config": c})
             except (ValueError, KeyError, TypeError) as exc:
                 notes.append(f"{name}: damaged config.json, left out: {exc}")
@@ -152,15 +152,6 @@ def _references(experiment_dir: Path, entries: list[dict[str, Any]]
                      "quality": cfg["quality"], "seed": cfg["seed"], "config": cfg},
                     ref["result"]))
     return out, left_out
-
-
-def _table_suite(name: str) -> str:
-    from mtrl_bench_envs.suites import get_suite
-
-    try:
-        return get_suite(name).table_name
-    except ValueError:  # a suite this version does not know: tabulated under its own name
-        return name
 
 
 def _rows(entry: dict[str, Any], result: dict[str, Any]) -> list[dict[str, Any]]:

@@ -482,6 +482,9 @@ def score_matrix(df: pd.DataFrame, method: str, suite: str, quality: str,
             notes.append("only task means stored: a single stratum")
     wide = per_task.pivot_table(index="seed", columns="task", values="value", aggfunc="mean")
     complete = wide.dropna(axis=1)
+    if complete.shape[1] == 0 and len(wide):  # e.g. a new task combination per seed
+        notes.append("no task common to all runs: each run's task mean, a single stratum")
+        return wide.mean(axis=1).to_numpy(float)[:, None], [MEAN_TASK], notes
     dropped = sorted(set(wide.columns) - set(complete.columns))
     if dropped:
         notes.append(f"{len(dropped)} task(s) missing from some seeds left out: "

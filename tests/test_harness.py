@@ -71,7 +71,7 @@ def test_suites_and_seeds_from_the_command_line_replace_the_experiments(tmp_path
     assert {r.suite for r in runs} == {"mt30", "mt50"} and {r.seed for r in runs} == {0, 1, 2}
 
 
-def test_drawn_combinations_follow_the_seed_and_pool_under_their_family(tmp_path):
+def test_drawn_combinations_follow_the_seed_or_stand_alone(tmp_path):
     exp = grid.parse_experiment(textwrap.dedent("""
         methods = ["prompt-dt"]
         suites = ["random5-{seed}", "random5-7", "mt5"]
@@ -83,15 +83,16 @@ def test_drawn_combinations_follow_the_seed_and_pool_under_their_family(tmp_path
     assert sorted((r.suite, r.seed) for r in runs) == [
         ("mt5", 1), ("mt5", 2), ("random5-1", 1), ("random5-2", 2), ("random5-7", 1),
         ("random5-7", 2)]
+    # a combination per seed pools under its family; a named combination is its own suite
     assert {r.suite: r.suite_label for r in runs} == {
-        "random5-1": "random5", "random5-2": "random5", "random5-7": "random5", "mt5": "mt5"}
+        "random5-1": "random5", "random5-2": "random5", "random5-7": "random5-7", "mt5": "mt5"}
 
 
 def test_table3_crosses_three_combinations_with_five_seeds(tmp_path):
     runs = grid.expand(grid.load_experiment("table3"), tmp_path)
     cells = {(r.suite, r.seed) for r in runs}
     assert cells == {(f"random5-{c}", s) for c in range(3) for s in range(5)}
-    assert {r.suite_label for r in runs} == {"random5"}
+    assert all(r.suite_label == r.suite for r in runs)  # 5 seeds per combination and cell
 
 
 def test_table4_runs_full_episodes(tmp_path):

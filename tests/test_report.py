@@ -121,6 +121,20 @@ def test_partial_table_says_what_is_missing(tmp_path):
     assert rows["harmodt-f"]["MT5 sub-optimal ours"] == "—"
 
 
+def test_each_drawn_combination_is_a_column_beside_the_papers(tmp_path):
+    bases = {(m, f"random5-{c}", "near-optimal"): 0.5 + 0.1 * c + (0.05 if m == "socodt" else 0)
+             for m in ("harmodt-f", "socodt") for c in (0, 2)}
+    report.write_report(synthetic(bases), tmp_path, paper_dir=PAPER_DIR, reps=100)
+    md = (tmp_path / "report.md").read_text()
+    rows = table_rows(md, "Table 3, protocol v3-scripted")
+    soco = rows["socodt"]
+    assert soco["random5-0 near-optimal ours"] == "**55.00 ± 1.00**"  # best of its column
+    assert rows["harmodt-f"]["random5-2 near-optimal ours"] == "70.00 ± 1.00"
+    assert soco["random5-0 near-optimal paper"] == soco["random5-2 near-optimal paper"]
+    assert soco["random5-2 near-optimal paper"] == "**96.20 ± 4.42**"
+    assert "Missing here:" in md and "random 30" in md.split("Table 3")[-1]
+
+
 def test_report_without_reference_or_paper_numbers(tmp_path):
     df = synthetic({("prompt-dt", "mt30", "sub-optimal"): 0.4}).assign(metric="return")
     report.write_report(df, tmp_path, paper_dir=tmp_path / "nowhere", reps=50)
@@ -149,8 +163,10 @@ def test_paper_tables_cover_the_layouts():
         # MTBC is a row of our Table 1 with no number of the paper's (it is only in Table 2)
         assert set(layout.methods) - set(rows["method"]) == ({"mtbc"} if layout.number == 1
                                                              else set())
-        # every suite of the paper's is a column; a layout may add ours (Table 4 on MT5)
+        # every suite of the paper's is a column; Table 4 adds ours (on MT5, the CPU budget)
         assert set(rows["suite"]) <= set(layout.suites)
+        assert set(layout.suites) - set(rows["suite"]) == ({"mt5"} if layout.number == 4
+                                                           else set())
         assert set(rows["metric"]) == set(layout.metrics)
     success = numbers[numbers["metric"] == "success"]["mean"].dropna()
     assert success.between(0, 100).all()

@@ -220,3 +220,14 @@ def test_methods_sort_in_the_paper_order_with_sweep_labels_after_their_method():
     names = ["bc-all", "socodt[beta_scale=0.01]", "zeta", "prompt-dt", "socodt", "mtdt"]
     assert stats.sorted_names(names, "method") == [
         "mtdt", "prompt-dt", "socodt", "socodt[beta_scale=0.01]", "bc-all", "zeta"]
+
+
+def test_runs_on_disjoint_task_sets_are_bootstrapped_by_their_means():
+    # "random5-{seed}": every seed draws other tasks, so no task is common to all runs
+    rows = [("m", "random5", "near-optimal", seed, task, "success", value, "p")
+            for seed, tasks in enumerate([{"a": 0.2, "b": 0.4}, {"c": 1.0, "d": 0.6}])
+            for task, value in tasks.items()]
+    df = pd.DataFrame(rows, columns=list(stats.COLUMNS))
+    matrix, tasks, notes = stats.score_matrix(df, "m", "random5", "near-optimal")
+    assert tasks == [stats.MEAN_TASK] and matrix[:, 0].tolist() == pytest.approx([0.3, 0.8])
+    assert "no task common" in notes[0]
