@@ -159,6 +159,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mtrl_bench.report import comparison_text
     from mtrl_bench.runs import RunDir
 
+    if (args.suite or args.seed) and not args.out:
+        raise ValueError("--suite/--seed change the experiment's grid: give --out (its own "
+                         "directory keeps the grid it was run with)")
     overrides, settings = split_overrides(parse_overrides(args.set))
     exp = grid.with_overrides(grid.load_experiment(args.experiment), args.profile, overrides,
                               args.suite or (), args.seed or ())

@@ -221,11 +221,16 @@ def with_overrides(exp: Experiment, profile: str | None = None,
     overrides = dict(overrides or {})
     for key in overrides:
         _check_key("--set", key)
+    seeds = tuple(dict.fromkeys(seeds)) or exp.seeds
+    # BC references: the file's reference seeds among the new seeds; when the file names none of
+    # them (and did not ask for none), the first new seed
+    kept = tuple(s for s in exp.reference_seeds if s in seeds)
+    reference_seeds = kept or (seeds[:1] if exp.reference_seeds else ())
     return dataclasses.replace(
         exp, profile=profile or exp.profile, overrides={**exp.overrides, **overrides},
         axes={k: v for k, v in exp.axes.items() if k not in overrides},
-        suites=tuple(dict.fromkeys(suites)) or exp.suites,
-        seeds=tuple(dict.fromkeys(seeds)) or exp.seeds)
+        suites=tuple(dict.fromkeys(suites)) or exp.suites, seeds=seeds,
+        reference_seeds=reference_seeds)
 
 
 # --------------------------------------------------------------------------- grid expansion
@@ -363,7 +368,9 @@ def write_grid(exp: Experiment, runs: Sequence[GridRun], out: Path) -> None:
 
     atomic_write(out / "experiment.toml", exp.text)
     write_json(out / "grid.json", {"experiment": exp.name, "source": exp.source,
-                                   "description": exp.description,
+                                   "description": exp.description, "profile": exp.profile,
+                                   "suites": list(exp.suites), "seeds": list(exp.seeds),
+                                   "overrides": exp.overrides,
                                    "reference_seeds": list(exp.reference_seeds),
                                    "runs": [r.to_dict() for r in runs]})
 

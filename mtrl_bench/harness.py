@@ -167,12 +167,18 @@ def ray_gpus_per_run(requested: float | None, device: str, cluster_gpus: float) 
     """GPUs each Ray task reserves. Ray hides every GPU from a task that reserves none
     (CUDA_VISIBLE_DEVICES=""), so `--device auto` on a GPU cluster would silently train on CPU:
     by default a run reserves one GPU when the cluster has any and the device is not cpu."""
+    if device.startswith("cuda:"):  # Ray numbers a task's GPUs from 0: it picks the GPU
+        raise ValueError(f"--device {device}: on Ray use cuda or auto (Ray assigns each run "
+                         "its GPU)")
     if requested is not None:
         if requested < 0:
             raise ValueError(f"--gpus-per-run must be >= 0, got {requested:g}")
         if requested == 0 and device == "cuda":
             raise ValueError("--device cuda with --gpus-per-run 0: Ray would hide every GPU "
                              "from the runs")
+        if requested > 0 and device == "cpu":
+            raise ValueError("--device cpu with --gpus-per-run > 0 would hold GPUs it never "
+                             "uses")
         gpus = requested
     else:
         gpus = 1.0 if cluster_gpus and device != "cpu" else 0.0

@@ -31,8 +31,8 @@ LOG_DIGITS = 6  # significant digits of logged floats: a diagnostic log, not a c
 def _rounded(value: Any) -> Any:
     """Floats cut to LOG_DIGITS significant digits, in nested lists and dicts (an MT30 run logs a
     30 x 30 cosine matrix per mask update: full repr would double the committed metrics)."""
-    if isinstance(value, float):
-        return float(f"{value:.{LOG_DIGITS}g}")
+    if isinstance(value, float):  # whole numbers (counts logged as floats) stay exact
+        return value if value.is_integer() else float(f"{value:.{LOG_DIGITS}g}")
     if isinstance(value, dict):
         return {k: _rounded(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

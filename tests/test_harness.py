@@ -56,7 +56,7 @@ def test_builtin_experiments_expand(tmp_path):
     names = grid.builtin_experiments()
     assert {"quick", "table1", "table2", "table3", "table4", "fig5"} <= set(names)
     sizes = {n: len(grid.expand(grid.load_experiment(n), tmp_path)) for n in names}
-    assert sizes["quick"] == 3 * 4 and sizes["table2"] == 30
+    assert sizes["quick"] == 3 * 4 and sizes["table2"] == 7 * 2 * 3
     assert sizes["table1"] == (7 + 1) * 2 * 5  # SoCo-DT twice: both readings of beta
     assert sizes["cpu-protocol"] == 3 * 2 * 5 and sizes["table1-mt30"] == 3 * 2 * 3
     assert sizes["table3"] == 2 * 3 * 2 * 5 and sizes["table4"] == 4 * 2 * 5
@@ -69,6 +69,12 @@ def test_suites_and_seeds_from_the_command_line_replace_the_experiments(tmp_path
     runs = grid.expand(exp, tmp_path)
     assert len(runs) == 8 * 2 * 2 * 3  # 8 rows x 2 suites x 2 qualities x 3 seeds
     assert {r.suite for r in runs} == {"mt30", "mt50"} and {r.seed for r in runs} == {0, 1, 2}
+    # BC references follow the seeds: the file's among them, else the first new seed
+    assert exp.reference_seeds == (0, 1, 2)
+    later = grid.with_overrides(grid.load_experiment("table1"), seeds=[7, 8])
+    assert later.reference_seeds == (7,)
+    none = grid.with_overrides(grid.load_experiment("table4"), seeds=[7])
+    assert none.reference_seeds == ()  # table4 asks for no BC reference
 
 
 def test_drawn_combinations_follow_the_seed_or_stand_alone(tmp_path):
@@ -454,7 +460,8 @@ def test_a_ray_grid_survives_a_killed_worker(tmp_path, smoke_data):
     (None, "auto", 0.0, 0.0), (None, "auto", 8.0, 1.0), (None, "cpu", 8.0, 0.0),
     (None, "cuda", 8.0, 1.0), (0.5, "auto", 1.0, 0.5), (0.0, "auto", 8.0, 0.0),
     (None, "cuda", 0.0, "no GPU"), (0.0, "cuda", 8.0, "hide every GPU"),
-    (2.0, "auto", 1.0, "has 1 GPUs"), (-1.0, "auto", 8.0, ">= 0")])
+    (2.0, "auto", 1.0, "has 1 GPUs"), (-1.0, "auto", 8.0, ">= 0"),
+    (None, "cuda:1", 8.0, "Ray assigns"), (1.0, "cpu", 8.0, "never uses")])
 def test_ray_runs_reserve_a_gpu_when_the_cluster_has_them(requested, device, cluster, expected):
     if isinstance(expected, str):
         with pytest.raises(ValueError, match=expected):

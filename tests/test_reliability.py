@@ -72,11 +72,12 @@ def test_logged_floats_keep_six_significant_digits(tmp_path):
     run.path.mkdir()
     run.log({"step": 3, "kind": "train", "loss": 0.06633950769901276, "ok": True,
              "mask": {"cosine": [[1 / 3, -2 / 3]], "size": 7, "big": 123456789.0,
-                      "nan": float("nan")}})
+                      "huge": 1234567.25, "nan": float("nan")}})
     [record] = run.metrics()
     assert record["loss"] == 0.0663395 and record["ok"] is True and record["step"] == 3
     assert record["mask"]["cosine"] == [[0.333333, -0.666667]]
-    assert record["mask"]["size"] == 7 and record["mask"]["big"] == 123457000.0
+    assert record["mask"]["size"] == 7 and record["mask"]["big"] == 123456789.0  # a count
+    assert record["mask"]["huge"] == 1234570.0
     assert record["mask"]["nan"] != record["mask"]["nan"]
 
 
