@@ -15,6 +15,7 @@ protocols are never pooled by the stats.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,7 @@ def collect(experiment_dir: str | Path) -> tuple[pd.DataFrame, list[str]]:
         raise FileNotFoundError(f"no such experiment directory: {experiment_dir}")
     folder = runs_folder(experiment_dir)
     entries, notes = _entries(experiment_dir)
-    rows, problems = [], []
+    rows, problems, numerics = [], [], {}
     for entry in entries:
         run = RunDir(folder / entry["name"])
         try:  # one damaged run is named, the others are reported
@@ -119,6 +120,7 @@ def collect(experiment_dir: str | Path) -> tuple[pd.DataFrame, list[str]]:
                 problems.append(problem)
                 continue
             rows += _rows(entry, read_json(run.eval_path))
+            numerics[entry["name"]] = _numerics(run)
         except (ValueError, KeyError, TypeError) as exc:
             what = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
             problems.append(f"{entry['name']}: damaged, left out: {what}")
@@ -128,9 +130,21 @@ def collect(experiment_dir: str | Path) -> tuple[pd.DataFrame, list[str]]:
     if left_out:
         notes.append(f"{len(left_out)} reference file(s) not of this grid's runs and protocol were "
                      f"left out: {', '.join(left_out[:3])}" + (" ..." if len(left_out) > 3 else ""))
+    kinds = Counter(numerics.values())
+    if len(kinds) > 1:  # execution is not identity, but bf16 and fp32 runs differ in their bits
+        notes.append("runs of different numerics pooled (autocast as recorded in the manifests): "
+                     + ", ".join(f"{k} {n}" for k, n in kinds.most_common()))
     df = pd.DataFrame(rows, columns=[*COLUMNS, *EXTRA_COLUMNS])
     df["seed"] = df["seed"].astype(int)
     return df, problems + notes
+
+
+def _numerics(run: RunDir) -> str:
+    """The autocast a run trained under, from its manifest ("fp32", "bfloat16", "a+b")."""
+    executions = read_json(run.manifest_path).get("executions", []) if (
+        run.manifest_path.exists()) else []
+    amps = {str(e.get("amp")) for e in executions} or {"unrecorded"}
+    return "+".join(sorted("fp32" if a.lower() in ("none", "null") else a for a in amps))
 
 
 def _references(experiment_dir: Path, entries: list[dict[str, Any]]

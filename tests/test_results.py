@@ -63,6 +63,18 @@ def test_collect_long_table_from_run_dirs(tmp_path):
     assert set(df["protocol"]) == {"v3-scripted-replay-v2/cpu"}
 
 
+def test_runs_of_different_numerics_are_named(tmp_path):
+    runs = tmp_path / "runs"
+    for name, seed, amp in [("a", 0, "bfloat16"), ("b", 1, "None"), ("c", 2, "None")]:
+        run = make_run(runs, name, seed=seed)
+        write_json(run.manifest_path, {"executions": [{"amp": amp, "device": "cpu"}]})
+    _, notes = results.collect(tmp_path)
+    assert notes == ["runs of different numerics pooled (autocast as recorded in the "
+                     "manifests): fp32 2, bfloat16 1"]
+    write_json(RunDir(runs / "a").manifest_path, {"executions": [{"amp": "None"}]})
+    assert results.collect(tmp_path)[1] == []  # all fp32: nothing to say
+
+
 def test_protocol_names_the_recipe():
     cfg = RunConfig("prompt-dt").to_dict()
     assert results.protocol_id(cfg) == "v3-scripted-replay-v2/cpu"
