@@ -129,7 +129,7 @@ def _report(experiment_dir: Path, reference: str | None, out: Path | None = None
     atomic_write(out / "results.csv", df.to_csv(index=False))
     files = [out / "results.csv", *write_report(df, out, reference=reference)]
     if problems:  # the report says which runs it lacks, not only the terminal
-        section = "\n## Runs without results\n\n" + "".join(f"- {p}\n" for p in problems)
+        section = "\n## Notes on the runs\n\n" + "".join(f"- {p}\n" for p in problems)
         atomic_write(out / "report.md", (out / "report.md").read_text() + section)
     files += plot_experiment(experiment_dir, df, out / "plots")
     if not quiet:
