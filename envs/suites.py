@@ -39,7 +39,7 @@ class Suite:
     tasks: tuple[str, ...]
     random_goals: bool = False
     description: str = ""
-    family: str = ""  # the suite tables pool it under (random5-3 -> random5); "" = itself
+    family: str = ""  # the paper's suite it stands in for (random5-3 -> random5); "" = itself
 
     @property
     def table_name(self) -> str:
