@@ -309,16 +309,16 @@ def _paper_layout(layout: Layout, comps: dict[str, pd.DataFrame], paper: pd.Data
     long_rows: list[dict] = []
     paper_t = paper[paper["table"] == layout.number]
     labels = dict(zip(paper_t["method"], paper_t["paper_method"]))
+    paper_cells = [(s, q, k) for s in layout.suites for q in QUALITY_ORDER
+                   for k in layout.metrics
+                   if ((paper_t["suite"] == s) & (paper_t["quality"] == q)
+                       & (paper_t["metric"] == k) & (paper_t["method"] != "")).any()]
     for protocol, group in ours.groupby("protocol", sort=True):
         # a layout suite "random5" holds each drawn combination (random5-0, ...) as a column
         ours_suites = sorted(set(group["suite"]))
         cols = [(u, q, k) for s in layout.suites for u in ours_suites if _family(u) == s
                 for q in QUALITY_ORDER for k in layout.metrics
                 if ((group["suite"] == u) & (group["quality"] == q) & (group["metric"] == k)).any()]
-        paper_cells = [(s, q, k) for s in layout.suites for q in QUALITY_ORDER
-                       for k in layout.metrics
-                       if ((paper_t["suite"] == s) & (paper_t["quality"] == q)
-                           & (paper_t["metric"] == k) & (paper_t["method"] != "")).any()]
         if not {(_family(u), q, k) for u, q, k in cols} & set(paper_cells):
             # ours ran where the paper did not (Table 4 on MT5, the paper's on MT30): the
             # paper's cells join as columns of their own, so its numbers stay beside ours
