@@ -175,6 +175,11 @@ def _sweep_x(points: list[dict[str, Any]]) -> tuple[list[str], list[Any]]:
     return keys, xs
 
 
+def _order(x: Any) -> tuple[int, Any]:
+    """Numbers in numeric order, anything else after them as text."""
+    return (0, x) if isinstance(x, (int, float)) else (1, str(x))
+
+
 def plot_sweeps(df: pd.DataFrame, grid_runs: list[dict[str, Any]], path: Path,
                 metric: str = "success") -> Path | None:
     """Fig. 5: the task-averaged `metric` against each swept value (mean ± std over seeds)."""
@@ -207,6 +212,44 @@ def plot_sweeps(df: pd.DataFrame, grid_runs: list[dict[str, Any]], path: Path,
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(f"Hyperparameter sweeps: {metric}, mean ± std over seeds", fontsize=10)
+    return _save(fig, path)
+
+
+SWEEP_MASK_KEYS = ("density", "soft_fraction", "top_fisher_masked")
+
+
+def plot_sweep_masks(diags: dict[str, pd.DataFrame], grid_runs: list[dict[str, Any]],
+                     path: Path, keys: Sequence[str] = SWEEP_MASK_KEYS) -> Path | None:
+    """The masks of every sweep point in one figure: a row per sweep, a column per trainer
+    diagnostic in `keys`, one line per swept value (its run in `diags`, the mean over tasks).
+    It stands in for one full diagnostics figure per point, which a 25-point sweep makes
+    unreadable side by side (and ~0.4 MB each)."""
+    members: dict[str, list[tuple[str, Any]]] = {}
+    for entry in grid_runs:
+        for s in entry.get("sweeps", []):
+            if entry["name"] in diags and not diags[entry["name"]].empty:
+                members.setdefault(s["name"], []).append((entry["name"], s["point"]))
+    if not members:
+        return None
+    fig = Figure(figsize=(3.6 * len(keys), 2.5 * len(members)), layout="constrained")
+    axes = fig.subplots(len(members), len(keys), squeeze=False)
+    for row, (name, items) in zip(axes, members.items()):
+        swept, xs = _sweep_x([point for _, point in items])
+        for ax, key in zip(row, keys):
+            for (run, _), x in sorted(zip(items, xs), key=lambda item: _order(item[1])):
+                diag = diags[run]
+                rows = diag[(diag["source"] == "mask") & (diag["key"] == key)]
+                if rows.empty:
+                    continue
+                mean = rows.groupby("step")["value"].mean()
+                ax.plot(mean.index, mean.to_numpy(), lw=1, label=str(x))
+            ax.set_title(f"{name}: {MASK_DIAGNOSTICS.get(key, key)}", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.grid(alpha=0.3)
+        row[0].legend(fontsize=6, title=", ".join(k.removeprefix("method.") for k in swept),
+                      title_fontsize=6)
+        row[-1].set_xlabel("training step", fontsize=7)
+    fig.suptitle("Masks across each sweep (mean over tasks, lowest seed)", fontsize=10)
     return _save(fig, path)
 
 
@@ -304,11 +347,19 @@ def plot_experiment(experiment_dir: str | Path, df: pd.DataFrame,
     if "return" in set(df["metric"]):
         paths.append(plot_curves(curves, out / "curves_return.png", metric="return"))
     grid = read_grid(experiment_dir)
+    swept: set[str] = set()  # sweep points are drawn together, not one figure each
     if grid is not None:
         paths.append(plot_sweeps(df, grid["runs"], out / "sweeps_success.png"))
+        swept = {e["name"] for e in grid["runs"] if e.get("sweeps")}
     if not df.empty:
         first = df.sort_values("seed").drop_duplicates(["method", "suite", "quality", "protocol"])
+        if swept:
+            diags = {r: mask_diagnostics(runs_folder(experiment_dir) / r)
+                     for r in first["run"] if r in swept}
+            paths.append(plot_sweep_masks(diags, grid["runs"], out / "sweeps_masks.png"))
         for r in first.itertuples(index=False):
+            if r.run in swept:
+                continue
             diag = mask_diagnostics(runs_folder(experiment_dir) / r.run)
             title = f"{r.method} · {r.suite_id} {r.quality} · seed {r.seed}"
             paths.append(plot_mask_diagnostics(diag, out / "masks" / f"{r.run}.png", title,
@@ -319,4 +370,4 @@ def plot_experiment(experiment_dir: str | Path, df: pd.DataFrame,
 
 __all__ = ["performance_profile", "plot_curves", "plot_experiment", "plot_loss",
            "mask_panels", "method_panels", "plot_mask_diagnostics", "plot_profiles", "plot_run",
-           "plot_sweeps"]
+           "plot_sweep_masks", "plot_sweeps"]

@@ -118,3 +118,30 @@ def test_experiment_plots(tmp_path):
     # full-episode returns get their own curve; masks are drawn for the lowest seed only
     assert names == {"curves_success.png", "curves_return.png", "profile_success.png", "s0.png"}
     assert all(is_png(p) for p in paths)
+
+
+def test_sweep_points_share_one_mask_figure(tmp_path):
+    """A sweep's runs are drawn together (sweeps_masks.png), not one diagnostics figure each;
+    a run outside every sweep keeps its own."""
+    from test_results import grid_entry
+
+    from mtrl_bench.runs import write_json
+
+    runs = tmp_path / "runs"
+    entries = []
+    for name, alpha in (("a10", 10.0), ("a40", 40.0)):
+        record = {"step": 5, "kind": "train", "loss": 1.0,
+                  "mask": {"density": [alpha / 100, 0.5], "soft_fraction": [0.0, 0.1]}}
+        run = make_run(runs, name, metrics=[record, {**record, "step": 10}])
+        entries.append({**grid_entry(run, f"socodt[alpha={alpha:g}]"),
+                        "sweeps": [{"name": "alpha", "point": {"method.alpha": alpha}}]})
+    alone = make_run(runs, "alone", seed=1, metrics=MASK_RECORDS)
+    entries.append(grid_entry(alone, "socodt[beta_scale=1]"))
+    write_json(tmp_path / "grid.json", {"runs": entries})
+    df, _ = results.collect(tmp_path)
+    names = {p.name for p in plots.plot_experiment(tmp_path, df)}
+    assert {"sweeps_success.png", "sweeps_masks.png", "alone.png"} <= names
+    assert not names & {"a10.png", "a40.png"}
+    assert is_png(tmp_path / "plots" / "sweeps_masks.png")
+    # nothing swept with masks: no figure
+    assert plots.plot_sweep_masks({}, entries, tmp_path / "none.png") is None
