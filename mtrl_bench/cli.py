@@ -103,22 +103,25 @@ DEFAULT_EXPERIMENT = "quick"
 EXPERIMENTS_ROOT = Path("runs")
 
 
-def _report(experiment_dir: Path, reference: str | None, out: Path | None = None,
+def _report(experiment_dir: Path | list[Path], reference: str | None, out: Path | None = None,
             quiet: bool = False, checked: bool = False) -> tuple[pd.DataFrame, list[str], str]:
-    """Results table, report and plots of an experiment directory; prints what is missing.
-    Returns (results, problems, the reference used); `checked`: the reference was already
-    checked against the experiment's methods (its runs may all have failed)."""
+    """Results table, report and plots of an experiment directory (or of several as one);
+    prints what is missing. Returns (results, problems, the reference used); `checked`: the
+    reference was already checked against the experiment's methods (its runs may all have
+    failed)."""
     from mtrl_bench.plots import plot_experiment
     from mtrl_bench.report import write_report
     from mtrl_bench.results import collect
 
-    df, problems = collect(experiment_dir)
-    out = out or experiment_dir
+    dirs = experiment_dir if isinstance(experiment_dir, list) else [experiment_dir]
+    where = ", ".join(map(str, dirs))
+    df, problems = collect(*dirs)
+    out = out or dirs[0]
     if problems:
-        print(f"{len(problems)} problem(s) in {experiment_dir}:")
+        print(f"{len(problems)} problem(s) in {where}:")
         print("\n".join(f"  - {p}" for p in problems))
     if df.empty:
-        raise ValueError(f"{experiment_dir}: no finished run to report"
+        raise ValueError(f"{where}: no finished run to report"
                          + (f" ({len(problems)} unfinished, listed above)" if problems else
                             " (no run directories found)"))
     if not checked:
@@ -131,7 +134,7 @@ def _report(experiment_dir: Path, reference: str | None, out: Path | None = None
     if problems:  # the report says which runs it lacks, not only the terminal
         section = "\n## Notes on the runs\n\n" + "".join(f"- {p}\n" for p in problems)
         atomic_write(out / "report.md", (out / "report.md").read_text() + section)
-    files += plot_experiment(experiment_dir, df, out / "plots")
+    files += plot_experiment(dirs, df, out / "plots")
     if not quiet:
         print(f"wrote {len(files)} files into {out}: "
               + ", ".join(str(f.relative_to(out)) for f in files[:8])
@@ -224,12 +227,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    experiment_dir = Path(args.experiment_dir)
-    if not experiment_dir.is_dir():
-        raise FileNotFoundError(f"no such experiment directory: {experiment_dir}")
+    dirs = [Path(d) for d in args.experiment_dir]
+    for d in dirs:
+        if not d.is_dir():
+            raise FileNotFoundError(f"no such experiment directory: {d}")
+    if len(dirs) > 1 and args.out is None:
+        raise ValueError(f"{len(dirs)} experiment directories reported as one need --out "
+                         "(a directory of its own for the joint report)")
     from mtrl_bench.report import comparison_text
 
-    df, _, reference = _report(experiment_dir, args.reference, out=args.out)
+    df, _, reference = _report(dirs, args.reference, out=args.out)
     print()
     print(comparison_text(df, reference))
     return 0
@@ -286,11 +293,13 @@ def add_experiment_parsers(sub: argparse._SubParsersAction) -> None:
     add_execution_options(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("report", help="results table, report and plots of an experiment dir")
-    p.add_argument("experiment_dir")
+    p = sub.add_parser("report", help="results table, report and plots of an experiment dir "
+                       "(several: one joint report, e.g. Table 1's MT5 and MT30 grids)")
+    p.add_argument("experiment_dir", nargs="+")
     p.add_argument("--reference", help="method the others are tested against (default: the "
                    "paper's)")
-    p.add_argument("--out", type=Path, help="where to write (default: the experiment dir)")
+    p.add_argument("--out", type=Path, help="where to write (default: the experiment dir; "
+                   "required with several)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("plot", help="mask diagnostics and training curve of one run (PNG)")

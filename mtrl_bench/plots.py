@@ -332,38 +332,39 @@ def _suite_tasks(suite: str) -> list[str] | None:
         return None
 
 
-def plot_experiment(experiment_dir: str | Path, df: pd.DataFrame,
+def plot_experiment(experiment_dirs: str | Path | Sequence[str | Path], df: pd.DataFrame,
                     out_dir: str | Path | None = None, seed: int = 0) -> list[Path]:
-    """Every plot of an experiment: curves, profiles, sweeps (if any), and the mask diagnostics
-    of the lowest seed of each masked method in each cell."""
+    """Every plot of one experiment (or of several reported together): curves, profiles,
+    sweeps (if any), and the mask diagnostics of the lowest seed of each masked method in each
+    cell; the points of a sweep share one mask figure."""
     from mtrl_bench.grid import read_grid
-    from mtrl_bench.results import mask_diagnostics, runs_folder, training_curves
+    from mtrl_bench.results import mask_diagnostics, run_folders, training_curves
 
-    experiment_dir = Path(experiment_dir)
-    out = Path(out_dir) if out_dir else experiment_dir / "plots"
-    curves = training_curves(experiment_dir)
+    dirs = ([Path(experiment_dirs)] if isinstance(experiment_dirs, (str, Path))
+            else [Path(d) for d in experiment_dirs])
+    out = Path(out_dir) if out_dir else dirs[0] / "plots"
+    curves = training_curves(*dirs)
     paths = [plot_curves(curves, out / "curves_success.png"),
              plot_profiles(df, out / "profile_success.png", seed=seed)]
     if "return" in set(df["metric"]):
         paths.append(plot_curves(curves, out / "curves_return.png", metric="return"))
-    grid = read_grid(experiment_dir)
-    swept: set[str] = set()  # sweep points are drawn together, not one figure each
-    if grid is not None:
-        paths.append(plot_sweeps(df, grid["runs"], out / "sweeps_success.png"))
-        swept = {e["name"] for e in grid["runs"] if e.get("sweeps")}
+    grid_runs = [e for d in dirs for e in (read_grid(d) or {}).get("runs", [])]
+    swept = {e["name"] for e in grid_runs if e.get("sweeps")}
+    if swept:
+        paths.append(plot_sweeps(df, grid_runs, out / "sweeps_success.png"))
     if not df.empty:
+        folders = {name: path for name, (_, path) in run_folders(*dirs).items()}
         first = df.sort_values("seed").drop_duplicates(["method", "suite", "quality", "protocol"])
-        if swept:
-            diags = {r: mask_diagnostics(runs_folder(experiment_dir) / r)
-                     for r in first["run"] if r in swept}
-            paths.append(plot_sweep_masks(diags, grid["runs"], out / "sweeps_masks.png"))
+        first = first[first["run"].isin(folders.keys())]  # BC references have no run folder
+        diags = {r: mask_diagnostics(folders[r]) for r in first["run"]}
+        if swept:  # sweep points are drawn together, not one figure each
+            paths.append(plot_sweep_masks(diags, grid_runs, out / "sweeps_masks.png"))
         for r in first.itertuples(index=False):
             if r.run in swept:
                 continue
-            diag = mask_diagnostics(runs_folder(experiment_dir) / r.run)
             title = f"{r.method} · {r.suite_id} {r.quality} · seed {r.seed}"
-            paths.append(plot_mask_diagnostics(diag, out / "masks" / f"{r.run}.png", title,
-                                               _suite_tasks(r.suite_id),
+            paths.append(plot_mask_diagnostics(diags[r.run], out / "masks" / f"{r.run}.png",
+                                               title, _suite_tasks(r.suite_id),
                                                method_panels(r.base_method)))
     return [p for p in paths if p is not None]
 

@@ -265,11 +265,16 @@ def _marks_note(group: pd.DataFrame, reference: str, alpha: float,
             f"Holm–Bonferroni-adjusted within each metric over all comparisons of this report "
             f"({sizes}), p < {alpha:g} / p < {alpha / 5:g}. No mark: not significant, or too few "
             f"seeds to mark (< {needed} per method).")
-    low = tested[tested[["n", "ref_n"]].min(axis=1) < needed]
+    fewest = tested[["n", "ref_n"]].min(axis=1)
+    low = tested[(fewest < needed) & (fewest > 0)]
     if len(low):
         floor = low["p_floor"].max()
         text += (f" Here {len(low)} of {len(tested)} comparisons have too few seeds: an exact "
                  f"test with that many seeds cannot go below p = {floor:.3g}.")
+    alone = tested[fewest == 0]  # e.g. a suite where the reference has not run yet
+    if len(alone):
+        text += (f" {len(alone)} of {len(tested)} have no run of {reference} in their cell: "
+                 "not tested.")
     return text
 
 

@@ -104,14 +104,42 @@ def _problem(entry: dict[str, Any], run: RunDir) -> str | None:
     return f"{what}: {state}{at}, incomplete; `mtrl-bench run` resumes it ({run.path.name})"
 
 
-def collect(experiment_dir: str | Path) -> tuple[pd.DataFrame, list[str]]:
-    """(long results table, problems): one line per missing, failed or incomplete run."""
-    experiment_dir = Path(experiment_dir)
+def collect(*experiment_dirs: str | Path) -> tuple[pd.DataFrame, list[str]]:
+    """(long results table, problems): one line per missing, failed or incomplete run.
+
+    Several directories make one table (e.g. Table 1's MT5 and MT30 grids, run apart): a run
+    found in more than one counts once, from the first directory that has it finished."""
+    if not experiment_dirs:
+        raise ValueError("collect: no experiment directory given")
+    rows, problems, numerics = [], [], {}
+    many = len(experiment_dirs) > 1
+    for experiment_dir in map(Path, experiment_dirs):
+        got, troubles = _collect_one(experiment_dir, numerics)
+        seen = {r["run"] for r in rows}
+        again = sorted({r["run"] for r in got} & seen)
+        rows += [r for r in got if r["run"] not in seen]
+        problems += [f"{experiment_dir}: {t}" if many else t for t in troubles]
+        if again:
+            problems.append(f"{experiment_dir}: {len(again)} run(s) also in an earlier directory, "
+                            f"counted once from there: {', '.join(again[:3])}"
+                            + (" ..." if len(again) > 3 else ""))
+    kinds = Counter(numerics.values())
+    if len(kinds) > 1:  # execution is not identity, but bf16 and fp32 runs differ in their bits
+        problems.append("runs of different numerics pooled (autocast as recorded in the "
+                        "manifests): " + ", ".join(f"{k} {n}" for k, n in kinds.most_common()))
+    df = pd.DataFrame(rows, columns=[*COLUMNS, *EXTRA_COLUMNS])
+    df["seed"] = df["seed"].astype(int)
+    return df, problems
+
+
+def _collect_one(experiment_dir: Path, numerics: dict[str, str]
+                 ) -> tuple[list[dict[str, Any]], list[str]]:
+    """One directory's result rows and problems; records each run's numerics in `numerics`."""
     if not experiment_dir.is_dir():
         raise FileNotFoundError(f"no such experiment directory: {experiment_dir}")
     folder = runs_folder(experiment_dir)
     entries, notes = _entries(experiment_dir)
-    rows, problems, numerics = [], [], {}
+    rows, problems = [], []
     for entry in entries:
         run = RunDir(folder / entry["name"])
         try:  # one damaged run is named, the others are reported
@@ -120,7 +148,7 @@ def collect(experiment_dir: str | Path) -> tuple[pd.DataFrame, list[str]]:
                 problems.append(problem)
                 continue
             rows += _rows(entry, read_json(run.eval_path))
-            numerics[entry["name"]] = _numerics(run)
+            numerics.setdefault(entry["name"], _numerics(run))
         except (ValueError, KeyError, TypeError) as exc:
             what = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
             problems.append(f"{entry['name']}: damaged, left out: {what}")
@@ -130,13 +158,7 @@ def collect(experiment_dir: str | Path) -> tuple[pd.DataFrame, list[str]]:
     if left_out:
         notes.append(f"{len(left_out)} reference file(s) not of this grid's runs and protocol were "
                      f"left out: {', '.join(left_out[:3])}" + (" ..." if len(left_out) > 3 else ""))
-    kinds = Counter(numerics.values())
-    if len(kinds) > 1:  # execution is not identity, but bf16 and fp32 runs differ in their bits
-        notes.append("runs of different numerics pooled (autocast as recorded in the manifests): "
-                     + ", ".join(f"{k} {n}" for k, n in kinds.most_common()))
-    df = pd.DataFrame(rows, columns=[*COLUMNS, *EXTRA_COLUMNS])
-    df["seed"] = df["seed"].astype(int)
-    return df, problems + notes
+    return rows, problems + notes
 
 
 def _numerics(run: RunDir) -> str:
@@ -197,15 +219,22 @@ def run_curve(run_dir: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["step", "kind", "metric", "value"])
 
 
-def training_curves(experiment_dir: str | Path) -> pd.DataFrame:
+def run_folders(*experiment_dirs: str | Path) -> dict[str, tuple[dict[str, Any], Path]]:
+    """Run name -> (its grid entry, its directory) of every run on disk, from the first of
+    `experiment_dirs` that has it."""
+    found: dict[str, tuple[dict[str, Any], Path]] = {}
+    for experiment_dir in map(Path, experiment_dirs):
+        folder = runs_folder(experiment_dir)
+        for entry in _entries(experiment_dir)[0]:
+            if entry["name"] not in found and (folder / entry["name"]).is_dir():
+                found[entry["name"]] = entry, folder / entry["name"]
+    return found
+
+
+def training_curves(*experiment_dirs: str | Path) -> pd.DataFrame:
     """Every grid run's curve (finished or not), labelled like the results table."""
-    experiment_dir = Path(experiment_dir)
-    folder = runs_folder(experiment_dir)
     frames = []
-    for entry in _entries(experiment_dir)[0]:
-        path = folder / entry["name"]
-        if not path.is_dir():
-            continue
+    for entry, path in run_folders(*experiment_dirs).values():
         curve = run_curve(path)
         if curve.empty:
             continue

@@ -210,6 +210,7 @@ CASES = {
                          _run_dir(lambda r: None)),
     "report empty": Case(["report", "{tmp}/none"], "no such experiment directory"),
     "report no runs": Case(["report", "{tmp}"], "no finished run to report"),
+    "report two, no out": Case(["report", "{tmp}", "{tmp}"], "reported as one need --out"),
 }
 
 

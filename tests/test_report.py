@@ -139,6 +139,15 @@ def test_partial_table_says_what_is_missing(tmp_path):
     assert rows["harmodt-f"]["MT5 sub-optimal ours"] == "—"
 
 
+def test_a_cell_without_the_reference_is_said_untested(tmp_path):
+    # Table 1's MT30 column while SoCo-DT's MT30 runs are still to come
+    cells = {**FULL, ("prompt-dt", "mt30", "near-optimal"): 0.6}
+    report.write_report(synthetic(cells), tmp_path, paper_dir=PAPER_DIR, reps=50)
+    md = (tmp_path / "report.md").read_text()
+    assert "1 of 5 have no run of socodt in their cell: not tested." in md
+    assert "p = nan" not in md and "cannot go below p = 0.1" in md  # 3 vs 3 elsewhere
+
+
 def test_each_drawn_combination_is_a_column_beside_the_papers(tmp_path):
     bases = {(m, f"random5-{c}", "near-optimal"): 0.5 + 0.1 * c + (0.05 if m == "socodt" else 0)
              for m in ("harmodt-f", "socodt") for c in (0, 2)}

@@ -149,6 +149,31 @@ def test_grid_labels_become_the_method_and_suite(tmp_path):
     assert set(df["base_method"]) == {"socodt"}
 
 
+def test_several_directories_make_one_table(tmp_path, capsys):
+    """Table 1's MT5 and MT30 grids run apart and are reported together; a run both hold (the
+    same identity, e.g. one config in two experiments) counts once, from the first."""
+    from mtrl_bench.cli import main
+
+    mt5, mt30 = tmp_path / "table1", tmp_path / "table1-mt30"
+    shared = make_run(mt5 / "runs", "shared", metrics=MASK_RECORDS)
+    make_run(mt5 / "runs", "p0", "prompt-dt")
+    make_run(mt30 / "runs", "shared", success=(0.0, 0.0))  # the later copy: not counted
+    make_run(mt30 / "runs", "big", suite="mt30", success=(0.2, 0.4), metrics=MASK_RECORDS)
+    df, problems = results.collect(mt5, mt30)
+    means = df[df["task"] == "__mean__"].set_index("run")["value"]
+    assert means.to_dict() == pytest.approx({"shared": 0.75, "p0": 0.75, "big": 0.3})
+    assert any(p.startswith(f"{mt30}: 1 run(s) also in an earlier directory") for p in problems)
+    curves = results.training_curves(mt5, mt30)
+    assert set(curves["run"]) == {"shared", "big"}  # p0 logged nothing
+    assert results.run_folders(mt5, mt30)["shared"][1] == shared.path
+    out = tmp_path / "joint"
+    assert main(["report", str(mt5), str(mt30), "--out", str(out)]) == 0
+    assert set(pd.read_csv(out / "results.csv")["suite"]) == {"mt5", "mt30"}
+    assert {p.name for p in (out / "plots" / "masks").iterdir()} == {"shared.png", "big.png"}
+    assert not (mt5 / "results.csv").exists()  # the sources are only read
+    assert "also in an earlier directory" in capsys.readouterr().out
+
+
 def test_collected_table_feeds_the_report(tmp_path):
     runs = tmp_path / "runs"
     for seed in range(3):
