@@ -58,7 +58,7 @@ def test_builtin_experiments_expand(tmp_path):
     sizes = {n: len(grid.expand(grid.load_experiment(n), tmp_path)) for n in names}
     assert sizes["quick"] == 3 * 4 and sizes["table2"] == 7 * 2 * 3
     assert sizes["table1"] == (7 + 1) * 2 * 5  # SoCo-DT twice: both readings of beta
-    assert sizes["cpu-protocol"] == 3 * 2 * 5 and sizes["table1-mt30"] == 3 * 2 * 3
+    assert sizes["cpu-protocol"] == 3 * 2 * 5 and sizes["table1-mt30"] == (4 + 1) * 2 * 3
     assert sizes["table3"] == 2 * 3 * 2 * 5 and sizes["table4"] == 4 * 2 * 5
     assert sizes["methods"] == 8
 
