@@ -5,9 +5,12 @@ it imports neither), so these live here once.
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
-from collections.abc import Callable, Iterable
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import IO
@@ -15,22 +18,44 @@ from typing import IO
 
 def atomic_write(path: Path, data: bytes | str | Callable[[IO[bytes]], None]) -> None:
     """Write bytes, text or whatever ``data(f)`` writes, via a temp file in the same folder and
-    os.replace: readers never see half a file, and an error or Ctrl-C leaves the old file (or
-    none) and no temp file behind. Creates the parent folder."""
+    os.replace: readers never see half a file, and an error leaves the old file (or none) and no
+    temp file behind. Ctrl-C or SIGTERM during the write takes effect once it is done (an
+    interrupt inside torch.save surfaces as a RuntimeError, which would read as a failed run).
+    Creates the parent folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     write = data if callable(data) else (
         lambda f: f.write(data.encode() if isinstance(data, str) else data))
     try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with _signals_deferred():
+            with open(tmp, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Ctrl-C and SIGTERM held back until the block ends, then delivered to the handlers they
+    would have met. Python runs signal handlers in the main thread only, so only it defers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {signum: signal.signal(signum, lambda signum, _: caught.append(signum))
+                for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        if caught:
+            signal.raise_signal(caught[0])
 
 
 def unknown_name_message(kind: str, name: str, valid: Iterable[str]) -> str:

@@ -85,13 +85,37 @@ def execute(task: RunTask) -> dict[str, Any]:
         return _summary(task, "failed", t0, error=error)
 
 
-def _child(task: RunTask, conn: multiprocessing.connection.Connection) -> None:
-    """Entry point of a local worker process."""
-    import signal
+PARENT_POLL = 2.0  # seconds between a worker's checks that its harness is still alive
 
-    # Ctrl-C is the parent's: it stops launching runs and waits for these to stop cleanly.
+
+def _stop(*_: Any) -> None:
+    raise KeyboardInterrupt  # the run's own Ctrl-C path: status "interrupted", lock released
+
+
+def _child(task: RunTask, conn: multiprocessing.connection.Connection) -> None:
+    """Entry point of a local worker process.
+
+    Ctrl-C is the parent's: it stops launching runs and terminates these. SIGTERM (the parent's
+    terminate, or `kill`) stops the run as Ctrl-C stops a single run. A worker whose harness died
+    without cleaning up (SIGKILL, OOM) stops itself, so no orphan trains on holding its run.
+    """
+    import signal
+    import threading
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    conn.send(execute(task))
+    signal.signal(signal.SIGTERM, _stop)
+    parent = os.getppid()
+
+    def watch_parent() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch_parent, daemon=True, name="watch-parent").start()
+    try:
+        conn.send(execute(task))
+    except KeyboardInterrupt:
+        sys.exit(1)
     conn.close()
 
 
@@ -121,9 +145,15 @@ def _run_local(tasks: Sequence[RunTask], workers: int,
     A fresh process per run (not a pool) means a crash, an out-of-memory kill or a leaked thread
     pool ends one run, never the harness or the next run.
     """
+    import signal
+    import threading
+
     ctx = multiprocessing.get_context("spawn")
     pending = list(tasks)
     active: dict[Any, tuple[Any, Any, RunTask]] = {}
+    # `kill` (SIGTERM) stops the grid as Ctrl-C does: its workers stop, their runs say so
+    main = threading.current_thread() is threading.main_thread()  # only it may set handlers
+    previous = signal.signal(signal.SIGTERM, _stop) if main else None
     try:
         while pending or active:
             while pending and len(active) < workers:
@@ -154,6 +184,9 @@ def _run_local(tasks: Sequence[RunTask], workers: int,
                 run.set_status("interrupted")
             lock.path.unlink(missing_ok=True)  # its holder is gone
         raise
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _died(task: RunTask, error: str) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 
 import numpy as np
 import pytest
@@ -130,6 +132,29 @@ def test_atomic_write_leaves_nothing_on_interrupt(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         atomic_write(target, half)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_a_write_lands_after_it(tmp_path, signum):
+    """Ctrl-C (or a SIGTERM handler raising KeyboardInterrupt) mid-write finishes the write
+    first: the file is whole and the interrupt still arrives, through the handler in place."""
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    def signalled(f):
+        f.write(b"first half ")
+        os.kill(os.getpid(), signum)
+        f.write(b"second half")
+
+    before = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            atomic_write(tmp_path / "f", signalled)
+        assert signal.getsignal(signal.SIGTERM) is interrupt
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert (tmp_path / "f").read_bytes() == b"first half second half"
+    assert [p.name for p in tmp_path.iterdir()] == ["f"]
 
 
 def test_ensure_dataset_uses_data_root_and_shares_tasks(tmp_path, monkeypatch):

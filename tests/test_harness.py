@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -380,6 +381,50 @@ def test_two_harnesses_never_run_one_run_twice(tmp_path, smoke_data):
         assert sorted(seen) in (["complete", "locked"], ["complete", "skipped"]), (run, seen)
         evals = [r for r in RunDir(tmp_path / "runs" / run).metrics() if r["kind"] == "eval"]
         assert len(evals) == 1
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_a_killed_harness_leaves_no_worker_training(tmp_path, smoke_data, signum):
+    """`kill` stops the grid as Ctrl-C does; after `kill -9` (nothing cleans up) the worker sees
+    its harness gone and stops itself. Either way its run says "interrupted" and is not locked."""
+    grid_file = write(tmp_path, """
+        methods = ["prompt-dt"]
+        suites = ["mt5"]
+        qualities = ["sub-optimal"]
+        seeds = [0]
+        profile = "smoke"
+        [overrides]
+        train.steps = 100000
+    """)
+    root = tmp_path / "runs"
+    cmd = [sys.executable, "-c", CONCURRENT, str(grid_file), str(root), str(smoke_data)]
+    harness_proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    worker = None
+    while worker is None and time.time() < deadline:
+        time.sleep(0.2)
+        for run in root.glob("*/"):
+            trained = [r for r in RunDir(run).metrics() if r["kind"] == "train"]
+            if trained:
+                worker = (RunLock(run).holder() or {}).get("pid"), RunDir(run)
+    assert worker is not None, "the worker never started training"
+    pid, run = worker
+    assert pid and pid != harness_proc.pid
+    harness_proc.send_signal(signum)
+    harness_proc.wait(timeout=60)
+    deadline = time.time() + 60
+    while _alive(pid) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not _alive(pid), "the worker trains on after its harness was killed"
+    assert run.status()["state"] == "interrupted" and not (run.path / "LOCK").exists()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
 
 
 TWO_SEEDS = """
