@@ -248,25 +248,29 @@ def training_curves(*experiment_dirs: str | Path) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- mask diagnostics
 
-def _mean_off_diagonal(matrix: list[list[float]]) -> tuple[list[float], float]:
-    """Per task, the mean cosine with the other tasks; and the mean over all pairs."""
-    m = np.asarray(matrix, dtype=float)
-    n = len(m)
-    if n < 2:
-        return [math.nan] * n, math.nan
-    off = ~np.eye(n, dtype=bool)
-    per_task = [float(m[i][off[i]].mean()) for i in range(n)]
-    return per_task, float(m[off].mean())
+def _cosine_means(logged: list) -> tuple[list[float], float]:
+    """Per task, the mean gradient cosine with the other tasks; and the mean over all pairs (with
+    equal counts per task, the mean of the per-task means). Runs logged before 2026-11-28 hold the
+    N x N matrix instead of the per-task means."""
+    if logged and isinstance(logged[0], list):
+        m = np.asarray(logged, dtype=float)
+        n = len(m)
+        if n < 2:
+            return [math.nan] * n, math.nan
+        logged = ((m.sum(1) - m.diagonal()) / (n - 1)).tolist()
+    per_task = [float(v) for v in logged]
+    return per_task, float(np.mean(per_task)) if per_task else math.nan
 
 
 def mask_diagnostics(run_dir: str | Path) -> pd.DataFrame:
     """Long table (step, source, key, task, value) of every mask update of a run; empty without
     masks. `source` is "mask" for the trainer's diagnostics and "strategy" for the method's.
 
-    A list becomes one row per task; other numbers have task = -1 (all tasks). The N×N gradient
-    cosine matrix becomes ``grad_cosine`` per task (mean with the other tasks) and the scalar
-    ``grad_cosine_mean`` (mean over all pairs). Records written before the two sources were kept
-    apart (one "mask" dict, per-task values as ``name/i``) are read the same way.
+    A list becomes one row per task; other numbers have task = -1 (all tasks). ``grad_cosine``
+    (per task, the mean gradient cosine with the other tasks; older runs logged the N×N matrix)
+    also gives the scalar ``grad_cosine_mean`` (mean over all pairs). Records written before the
+    two sources were kept apart (one "mask" dict, per-task values as ``name/i``) are read the same
+    way.
     """
     rows = []
     for record in RunDir(Path(run_dir)).metrics():
@@ -289,7 +293,7 @@ def _diagnostic_rows(step: int, source: str, diag: dict[str, Any]) -> list[tuple
     rows = []
     for key, value in diag.items():
         if key == "grad_cosine" and isinstance(value, list):
-            per_task, mean = _mean_off_diagonal(value)
+            per_task, mean = _cosine_means(value)
             rows += [(step, source, key, i, v) for i, v in enumerate(per_task)]
             rows.append((step, source, "grad_cosine_mean", ALL_TASKS, mean))
         elif isinstance(value, list):

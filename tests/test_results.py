@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from mtrl_bench import results
 from mtrl_bench.config import RunConfig
+from mtrl_bench.masking import mask_diagnostics
 from mtrl_bench.report import write_report
 from mtrl_bench.runs import RunDir, write_json
 
@@ -214,6 +216,28 @@ def test_method_and_trainer_diagnostics_never_collide(tmp_path):
     assert rows["strategy", "beta", -1] == 2.0
 
 
+def test_logged_gradient_cosine_is_each_tasks_mean_with_the_others(tmp_path):
+    """Three tasks, two parameters, by hand: g0 = (1, 0), g1 = (0, 2), g2 = (1, 1). Cosines:
+    c01 = 0, c02 = c12 = 1/sqrt(2); task 0 and 1 mean 1/(2 sqrt 2), task 2 mean 1/sqrt 2. The old
+    log (the full matrix) reads the same."""
+    grads = torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    masks = torch.tensor([[1.0, 0.0], [1.0, 0.5], [1.0, 1.0]])
+    logged = mask_diagnostics(masks, grads, top_fraction=0.5)
+    r = 1 / math.sqrt(2)
+    assert logged["grad_cosine"] == pytest.approx([r / 2, r / 2, r])
+    assert logged["density"] == [0.5, 0.5, 1.0] and logged["soft_fraction"] == [0.0, 0.5, 0.0]
+    assert logged["top_fisher_masked"] == [0.0, 1.0, 0.0]  # task 1's top entry (2) is soft
+    assert "grad_cosine" not in mask_diagnostics(masks[:1], grads[:1])  # no other task
+    matrix = [[1.0, 0.0, r], [0.0, 1.0, r], [r, r, 1.0]]
+    for i, cosine in enumerate([logged["grad_cosine"], matrix]):
+        run = make_run(tmp_path / str(i), "m", metrics=[
+            {"step": 5, "kind": "train", "loss": 1.0, "mask": {"grad_cosine": cosine}}])
+        diag = results.mask_diagnostics(run.path)
+        rows = {(row.key, row.task): row.value for row in diag.itertuples()}
+        assert rows["grad_cosine", 2] == pytest.approx(r)
+        assert rows["grad_cosine_mean", -1] == pytest.approx(2 * r / 3)
+
+
 def test_mask_diagnostics_and_curves(tmp_path):
     run = make_run(tmp_path / "runs", "m", metrics=MASK_RECORDS)
     diag = results.mask_diagnostics(run.path)
@@ -222,7 +246,8 @@ def test_mask_diagnostics_and_curves(tmp_path):
     assert rows["conflict_size", 1] == 5.0 and rows["conflict_size", -1] == 4.0  # old "name/i"
     sources = dict(zip(diag["key"], diag["source"]))
     assert sources["density"] == "mask" and sources["beta"] == "strategy"
-    assert rows["grad_cosine", 0] == 0.2 and rows["grad_cosine_mean", -1] == 0.2
+    assert rows["grad_cosine", 0] == pytest.approx(0.2)
+    assert rows["grad_cosine_mean", -1] == pytest.approx(0.2)
     assert ("flag", -1) not in rows  # booleans are not plotted
     curve = results.run_curve(run.path)
     assert curve[curve["metric"] == "loss"]["value"].tolist() == [0.9, 0.8]
