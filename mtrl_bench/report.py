@@ -268,9 +268,10 @@ def _marks_note(group: pd.DataFrame, reference: str, alpha: float,
     fewest = tested[["n", "ref_n"]].min(axis=1)
     low = tested[(fewest < needed) & (fewest > 0)]
     if len(low):
-        floor = low["p_floor"].max()
+        lo, hi = low["p_floor"].min(), low["p_floor"].max()
+        floor = f"{hi:.3g}" if lo == hi else f"{lo:.3g}-{hi:.3g} (by their seeds)"
         text += (f" Here {len(low)} of {len(tested)} comparisons have too few seeds: an exact "
-                 f"test with that many seeds cannot go below p = {floor:.3g}.")
+                 f"test with that many seeds cannot go below p = {floor}.")
     alone = tested[fewest == 0]  # e.g. a suite where the reference has not run yet
     if len(alone):
         text += (f" {len(alone)} of {len(tested)} have no run of {reference} in their cell: "

@@ -231,3 +231,10 @@ def test_a_regular_install_carries_the_paper(tmp_path):
                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(target)})
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[0] != "0" and "[1, 2, 3, 4]" in out.stdout
+
+
+def test_the_exact_floor_is_given_per_seed_count(tmp_path):
+    df = synthetic(FULL)
+    df = df[~((df["method"] == "prompt-dt") & (df["seed"] == 2))]  # 2 vs 3 seeds: floor 0.2
+    report.write_report(df, tmp_path, paper_dir=PAPER_DIR, reps=50)
+    assert "cannot go below p = 0.1-0.2 (by their seeds)" in (tmp_path / "report.md").read_text()
