@@ -358,17 +358,23 @@ print(json.dumps(harness.run_grid(runs, Path(sys.argv[2]), workers=1, execution=
 """
 
 
-def test_two_harnesses_never_run_one_run_twice(tmp_path, smoke_data):
-    grid = write(tmp_path, """
+def harness_command(tmp_path: Path, smoke_data: Path, seed: int, steps: int) -> list[str]:
+    """A harness process running a one-run Prompt-DT grid into tmp_path / "runs"."""
+    grid_file = write(tmp_path, f"""
         methods = ["prompt-dt"]
         suites = ["mt5"]
         qualities = ["sub-optimal"]
-        seeds = [5]
+        seeds = [{seed}]
         profile = "smoke"
         [overrides]
-        train.steps = 6
+        train.steps = {steps}
     """)
-    cmd = [sys.executable, "-c", CONCURRENT, str(grid), str(tmp_path / "runs"), str(smoke_data)]
+    return [sys.executable, "-c", CONCURRENT, str(grid_file), str(tmp_path / "runs"),
+            str(smoke_data)]
+
+
+def test_two_harnesses_never_run_one_run_twice(tmp_path, smoke_data):
+    cmd = harness_command(tmp_path, smoke_data, seed=5, steps=6)
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [json.loads(p.communicate(timeout=300)[0].strip().splitlines()[-1])
                for p in procs]
@@ -387,18 +393,9 @@ def test_two_harnesses_never_run_one_run_twice(tmp_path, smoke_data):
 def test_a_killed_harness_leaves_no_worker_training(tmp_path, smoke_data, signum):
     """`kill` stops the grid as Ctrl-C does; after `kill -9` (nothing cleans up) the worker sees
     its harness gone and stops itself. Either way its run says "interrupted" and is not locked."""
-    grid_file = write(tmp_path, """
-        methods = ["prompt-dt"]
-        suites = ["mt5"]
-        qualities = ["sub-optimal"]
-        seeds = [0]
-        profile = "smoke"
-        [overrides]
-        train.steps = 100000
-    """)
     root = tmp_path / "runs"
-    cmd = [sys.executable, "-c", CONCURRENT, str(grid_file), str(root), str(smoke_data)]
-    harness_proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    harness_proc = subprocess.Popen(harness_command(tmp_path, smoke_data, seed=0, steps=100000),
+                                    stdout=subprocess.DEVNULL)
     deadline = time.time() + 120
     worker = None
     while worker is None and time.time() < deadline:
