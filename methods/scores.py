@@ -17,8 +17,8 @@ import torch
 
 __all__ = [
     "agreement", "beta_schedule", "cosine_anneal", "fisher", "harmony_gate", "harmony_score",
-    "iqr_select", "minmax", "minmax_at", "move_count", "quantiles", "task_chunks", "topk_select",
-    "update_ratio",
+    "iqr_select", "minmax", "minmax_at", "move_count", "pool_quantiles", "quantiles",
+    "task_chunks", "topk_select", "update_ratio",
 ]
 
 CHUNK_ELEMENTS = 1 << 24  # tasks are scored in chunks of at most this many (task, entry) pairs
@@ -155,20 +155,52 @@ def quantiles(x: torch.Tensor, qs: Sequence[float]) -> torch.Tensor:
     return torch.stack(cols, dim=-1)
 
 
-def iqr_select(x: torch.Tensor, q1: float, q3: float, beta: float,
-               upper: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def pool_quantiles(x: torch.Tensor, pool: torch.Tensor, qs: Sequence[float]) -> torch.Tensor:
+    """`quantiles` of each row's entries inside the (B, n) boolean ``pool`` only (n_b of them):
+    the same type-4 rule with n_b in place of n; NaN for a row whose pool is empty."""
+    count = pool.sum(dim=-1)  # (B,)
+    n_b = count.clamp_min(1).to(torch.float64)
+    cols = []
+    for q in qs:
+        k = q * n_b
+        lo = k.floor().clamp(1, None).minimum(n_b).long()
+        hi = k.ceil().clamp(1, None).minimum(n_b).long()
+        frac = torch.where(lo != hi, k - k.floor(), torch.zeros_like(k))
+        low_side = q <= 0.5  # ranks from the nearer end: a partial sort of that tail suffices
+        filled = x.masked_fill(~pool, torch.inf if low_side else -torch.inf)
+        if low_side:  # ranks r -> column r - 1 of the ascending tail
+            depth = int(hi.max())
+            tail = filled.topk(depth, dim=-1, largest=False, sorted=True).values
+            at_lo, at_hi = tail.gather(-1, (lo - 1)[:, None]), tail.gather(-1, (hi - 1)[:, None])
+        else:  # ranks r -> column n_b - r of the descending tail
+            depth = int((count - lo + 1).clamp_min(1).max())
+            tail = filled.topk(depth, dim=-1, largest=True, sorted=True).values
+            top = count.clamp_min(1)
+            at_lo = tail.gather(-1, (top - lo)[:, None])
+            at_hi = tail.gather(-1, (top - hi)[:, None])
+        value = (1 - frac[:, None].to(x)) * at_lo[:, :1] + frac[:, None].to(x) * at_hi[:, :1]
+        cols.append(value[:, 0].where(count > 0, torch.full_like(value[:, 0], torch.nan)))
+    return torch.stack(cols, dim=-1)
+
+
+def iqr_select(x: torch.Tensor, q1: float, q3: float, beta: float, upper: bool,
+               pool: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """SoCo-DT Eqs. 12-14 per row, IQR = Q(q3) − Q(q1):
     lower tail ``x < Q(q1) − β·IQR`` (conflict set), upper tail ``x > Q(q3) + β·IQR`` (recover set).
 
+    ``pool`` (B, n) boolean: quantiles over, and selection from, those entries only (a reading
+    in which each set has its own candidates); None: every entry, as the paper writes it.
     Returns the (B, n) boolean selection and the (B,) thresholds.
     """
-    q = quantiles(x, (q1, q3))
+    q = quantiles(x, (q1, q3)) if pool is None else pool_quantiles(x, pool, (q1, q3))
     iqr = q[..., 1] - q[..., 0]
     if upper:
         thr = q[..., 1] + beta * iqr
-        return x > thr.unsqueeze(-1), thr
-    thr = q[..., 0] - beta * iqr
-    return x < thr.unsqueeze(-1), thr
+        chosen = x > thr.unsqueeze(-1)
+    else:
+        thr = q[..., 0] - beta * iqr
+        chosen = x < thr.unsqueeze(-1)
+    return (chosen if pool is None else chosen & pool), thr
 
 
 def topk_select(scores: torch.Tensor, k: int | torch.Tensor, largest: bool,

@@ -3,12 +3,14 @@
 "Soft Conflict-Resolution Decision Transformer for Offline Multi-Task Reinforcement Learning",
 AAAI 2026, https://arxiv.org/abs/2511.13133, §4 (Eqs. 5-19, Algorithm 1).
 Initialisation and mask scope follow HarmoDT (https://github.com/charleshsc/HarmoDT @1c4244f).
-Our reading of every ambiguity: DESIGN §4. Ablations (paper Table 4) are the flags soft (S),
-adaptive (A) and magnitude (M); each ablation is a named method.
+Our reading of every ambiguity: docs/design.md, "SoCo-DT" and "SoCo-DT's readings". Ablations
+(paper Table 4) are the flags soft (S), adaptive (A) and magnitude (M); each ablation is a named
+method. The readings of TAMU's fences are named methods or configurations of `socodt`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -31,7 +33,7 @@ class SoCoDTConfig:
     q1: float = 0.05  # Eq. 12 lower quantile (Fig. 5)
     q3: float = 0.95  # Eq. 12 upper quantile (Fig. 5)
     lam: float = 0.1  # Eq. 8 λ: not in the paper; ours (HarmoDT's γ = 10 the other way round)
-    beta_scale: float = 1.0  # ours: 1.0 = β literal; 0.01 = β read as a percentage (DESIGN §4)
+    beta_scale: float = 1.0  # ours: 1.0 = β literal; 0.01 = β read as a percentage (docs/design.md)
     soft: bool = True  # S: conflicting entries get F̂ (off: 0)
     adaptive: bool = True  # A: IQR thresholds (off: HarmoDT-style k_t counts below)
     magnitude: bool = True  # M: recovery ranks by the gated harmony score (off: g_i ⊙ ḡ)
@@ -40,9 +42,28 @@ class SoCoDTConfig:
     reference_updates: int = 2000  # without A only: HarmoDT's 1e6 iterations / 500
     match_total_movement: bool = True  # without A only: see HarmoDTConfig
 
+    # The signed-pools reading (docs/design.md): conflicts only among active entries whose gradient
+    # opposes the mean, recoveries only among masked entries that agree. A class constant, not a
+    # field: it is fixed by the method's name, and the literal config's run identity is unchanged.
+    signed_pools: ClassVar[bool] = False
+
     def __post_init__(self) -> None:
         if not (0 <= self.q1 < self.q3 <= 1 and self.alpha > 0 and 0 <= self.sparsity < 1):
             raise ValueError("need 0 <= q1 < q3 <= 1, alpha > 0 and 0 <= sparsity < 1")
+
+
+@dataclass(frozen=True)
+class SignedPoolsConfig(SoCoDTConfig):
+    """The signed-pools reading of TAMU (docs/design.md, "SoCo-DT's readings"): β as a
+    percentage; C_i drawn from the active entries with g_i ⊙ ḡ < 0 ("newly identified
+    conflicting"), R_i from the masked entries with g_i ⊙ ḡ > 0 ("restore"), each with the
+    quantiles and IQR of its own pool. λ = 0: with the paper's F = (g/L)² the λF term (λ = 0.1)
+    dwarfs g_i ⊙ ḡ and starves the conflict side (measured, docs/design.md); importance enters
+    through the soft values F̂ instead."""
+
+    beta_scale: float = 0.01
+    lam: float = 0.0
+    signed_pools: ClassVar[bool] = True
 
 
 @dataclass(frozen=True)
@@ -61,7 +82,7 @@ class NoMagnitudeConfig(SoCoDTConfig):
 
 
 class SoCoDTStrategy(MaskStrategy):
-    """TAMU, per task i (DESIGN §4 steps 1-7; step 8 is the base class's views):
+    """TAMU, per task i (docs/design.md, "SoCo-DT", steps 1-7; step 8 is the base class's views):
 
     F_i = ((g_i/L_i) ⊙ M_i)² (Eq. 5), F̂_i its min-max normalisation (Eq. 6); conflict score
     g_i ⊙ ḡ + λF_i (Eq. 8); harmony score gated by ReLU((α|ḡ| − |g_i|)/(α|ḡ|)) (Eqs. 9-10);
@@ -98,12 +119,17 @@ class SoCoDTStrategy(MaskStrategy):
             harmony = agree
             if cfg.magnitude:
                 harmony = scores.harmony_score(agree, scores.harmony_gate(g, mean_grad, cfg.alpha))
+            pool_c = pool_r = None
+            if cfg.signed_pools:  # from the old mask, before this update edits it
+                active = m == 1
+                pool_c, pool_r = active & (agree < 0), ~active & (agree > 0)
             if cfg.adaptive:
-                conflict, thr_c = scores.iqr_select(conflict_score, cfg.q1, cfg.q3, beta, False)
-                recover, thr_r = scores.iqr_select(harmony, cfg.q1, cfg.q3, beta, True)
+                conflict, thr_c = scores.iqr_select(conflict_score, cfg.q1, cfg.q3, beta, False,
+                                                    pool_c)
+                recover, thr_r = scores.iqr_select(harmony, cfg.q1, cfg.q3, beta, True, pool_r)
             else:
-                conflict = scores.topk_select(conflict_score, k, largest=False)
-                recover = scores.topk_select(harmony, k, largest=True)
+                conflict = scores.topk_select(conflict_score, k, largest=False, eligible=pool_c)
+                recover = scores.topk_select(harmony, k, largest=True, eligible=pool_r)
                 thr_c = thr_r = torch.full((g.shape[0],), torch.nan, device=g.device)
             if cfg.soft:
                 m[conflict] = scores.minmax_at(fish, conflict)
@@ -145,6 +171,9 @@ def mtrl_bench_methods() -> list[MethodSpec]:
 
     return [
         spec("socodt", SoCoDTConfig, "SoCo-DT: Fisher soft masks with TAMU (IQR) updates"),
+        spec("socodt-signed", SignedPoolsConfig,
+             "SoCo-DT, signed-pools reading: β as %, conflicts among opposing active entries, "
+             "recoveries among agreeing masked ones"),
         spec("socodt-no-soft", NoSoftConfig, "SoCo-DT ablation A+M: conflicting entries get 0"),
         spec("socodt-fixed-sparsity", FixedSparsityConfig,
              "SoCo-DT ablation S+M: HarmoDT-style k_t counts instead of IQR thresholds"),

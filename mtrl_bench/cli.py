@@ -109,9 +109,9 @@ def _report(experiment_dir: Path | list[Path], reference: str | None, out: Path 
     prints what is missing. Returns (results, problems, the reference used); `checked`: the
     reference was already checked against the experiment's methods (its runs may all have
     failed)."""
-    from mtrl_bench.plots import plot_experiment
+    from mtrl_bench.plots import plot_experiment, plot_mask_activity
     from mtrl_bench.report import write_report
-    from mtrl_bench.results import collect
+    from mtrl_bench.results import collect, mask_activity
 
     dirs = experiment_dir if isinstance(experiment_dir, list) else [experiment_dir]
     where = ", ".join(map(str, dirs))
@@ -130,11 +130,18 @@ def _report(experiment_dir: Path | list[Path], reference: str | None, out: Path 
     from mtrl_bench_envs.common import atomic_write
 
     atomic_write(out / "results.csv", df.to_csv(index=False))
-    files = [out / "results.csv", *write_report(df, out, reference=reference)]
+    activity, trajectories = mask_activity(*dirs)
+    activity = activity[activity["run"].isin(set(df["run"]))]  # the finished runs reported
+    trajectories = trajectories[trajectories["run"].isin(set(df["run"]))]
+    atomic_write(out / "mask_activity.csv", activity.to_csv(index=False))
+    files = [out / "results.csv", out / "mask_activity.csv",
+             *write_report(df, out, reference=reference, activity=activity)]
     if problems:  # the report says which runs it lacks, not only the terminal
         section = "\n## Notes on the runs\n\n" + "".join(f"- {p}\n" for p in problems)
         atomic_write(out / "report.md", (out / "report.md").read_text() + section)
     files += plot_experiment(dirs, df, out / "plots")
+    files += [p for p in [plot_mask_activity(trajectories, out / "plots" / "mask_activity.png")]
+              if p is not None]
     if not quiet:
         print(f"wrote {len(files)} files into {out}: "
               + ", ".join(str(f.relative_to(out)) for f in files[:8])

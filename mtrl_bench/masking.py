@@ -178,13 +178,19 @@ MASK_DIAGNOSTICS = {
     "soft_fraction": "fraction soft (0 < M < 1)",
     "top_fisher_masked": "top-30%-Fisher entries masked",
     "grad_cosine": "gradient cosine with other tasks (mean)",
+    "masked": "entries masked by this update",
+    "restored": "entries restored by this update",
 }
 
 
-def mask_diagnostics(masks: torch.Tensor, grads: torch.Tensor, top_fraction: float = 0.3
+def mask_diagnostics(masks: torch.Tensor, grads: torch.Tensor,
+                     was_active: torch.Tensor | None = None, top_fraction: float = 0.3
                      ) -> dict[str, list[float]]:
-    """Per-task quantities logged for every masked method (paper Fig. 2 and DESIGN §4).
+    """Per-task quantities logged for every masked method (paper Fig. 2; docs/design.md).
 
+    ``was_active``: the forward mask 1[M = 1] before the update; with it, how many entries the
+    update switched off (``masked``) and on (``restored``), the method-independent measure of
+    whether masks move (density alone hides a swap).
     The gradient cosine is each task's mean with the other tasks, not the N x N matrix: the matrix
     was three quarters of an MT30 run's log (2 MB of 2.6) and nothing read more than these means.
     """
@@ -199,6 +205,9 @@ def mask_diagnostics(masks: torch.Tensor, grads: torch.Tensor, top_fraction: flo
         "soft_fraction": ((masks > 0) & (masks < 1)).float().mean(1).tolist(),
         "top_fisher_masked": top_masked.tolist(),
     }
+    if was_active is not None:
+        diagnostics["masked"] = (was_active & ~hard).sum(1).double().tolist()
+        diagnostics["restored"] = (~was_active & hard).sum(1).double().tolist()
     n = len(grads)
     if n > 1:  # one task has no other to agree with
         unit = torch.nn.functional.normalize(grads.float(), dim=1)

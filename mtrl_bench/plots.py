@@ -332,6 +332,40 @@ def _suite_tasks(suite: str) -> list[str] | None:
         return None
 
 
+ACTIVITY_PANELS = {"density": "density (share with M = 1)",
+                   "conflict_size": "conflict set per update (share of entries)",
+                   "recover_size": "recover set per update (share of entries)"}
+
+
+def plot_mask_activity(trajectories: pd.DataFrame, path: Path) -> Path | None:
+    """What the masks did over training, per masked method: density and, for strategies that
+    report them, conflict and recover set sizes (means over tasks and seeds; one colour per
+    method, one line style per cell). None when no run has masks."""
+    if trajectories.empty:
+        return None
+    keys = [k for k in ACTIVITY_PANELS if k in set(trajectories["key"])]
+    fig, axes = _grid(len(keys), width=5.0)
+    cells = trajectories[["suite", "quality", "protocol"]].drop_duplicates()
+    styles = dict(zip(map(tuple, cells.to_numpy()), ["-", "--", ":", "-."] * len(cells)))
+    methods = list(dict.fromkeys(trajectories["method"]))
+    colours = {m: f"C{i % 10}" for i, m in enumerate(methods)}
+    for ax, key in zip(axes, keys):
+        data = trajectories[trajectories["key"] == key]
+        for (method, suite, quality, protocol), g in data.groupby(
+                ["method", "suite", "quality", "protocol"], sort=False):
+            mean = g.groupby("step")["value"].mean()
+            label = f"{method} · {suite} {quality}" + (
+                f" [{protocol}]" if len(cells["protocol"].unique()) > 1 else "")
+            ax.plot(mean.index, mean.to_numpy(), styles[suite, quality, protocol],
+                    color=colours[method], label=label)
+        ax.set_title(ACTIVITY_PANELS[key], fontsize=9)
+        ax.set_xlabel("training step")
+        if key != "density":
+            ax.set_yscale("symlog", linthresh=1e-5)
+    axes[0].legend(fontsize=6)
+    return _save(fig, path)
+
+
 def plot_experiment(experiment_dirs: str | Path | Sequence[str | Path], df: pd.DataFrame,
                     out_dir: str | Path | None = None, seed: int = 0) -> list[Path]:
     """Every plot of one experiment (or of several reported together): curves, profiles,
@@ -370,5 +404,6 @@ def plot_experiment(experiment_dirs: str | Path | Sequence[str | Path], df: pd.D
 
 
 __all__ = ["performance_profile", "plot_curves", "plot_experiment", "plot_loss",
-           "mask_panels", "method_panels", "plot_mask_diagnostics", "plot_profiles", "plot_run",
+           "mask_panels", "method_panels", "plot_mask_activity", "plot_mask_diagnostics",
+           "plot_profiles", "plot_run",
            "plot_sweep_masks", "plot_sweeps"]

@@ -39,7 +39,8 @@ QUALITY_LABELS = {"near-optimal": "near-opt.", "sub-optimal": "sub-opt."}
 class Cell:
     text: str = "—"
     bold: bool = False
-    mark: str = ""
+    mark: str = ""  # significance stars
+    note: str = ""  # a footnote sign, after the stars
 
 
 @dataclass
@@ -186,8 +187,40 @@ def _missing(df: pd.DataFrame, metric: str, reference: str) -> list[str]:
     return out
 
 
-def _comparison_section(comp: pd.DataFrame, metric: str, reference: str,
-                        alpha: float) -> list[Block]:
+INERT_MARK = "†"
+
+
+def _inert_cells(activity: pd.DataFrame | None) -> set[tuple[str, str, str, str]]:
+    """(method, suite, quality, protocol) of the cells in which every seed's masks barely
+    moved."""
+    if activity is None or activity.empty:
+        return set()
+    every = activity.groupby(["method", "suite", "quality", "protocol"])["inert"].all()
+    return {key for key, inert in every.items() if inert}
+
+
+def _precision(df: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """(suite, protocol) -> how the table's runs computed: one precision, or which cells used
+    which ("mixed: ...")."""
+    if "numerics" not in df.columns:
+        return {}
+    out = {}
+    runs = df.drop_duplicates("run") if "run" in df.columns else df
+    for (suite, protocol), group in runs.groupby(["suite", "protocol"], sort=False):
+        kinds = group.groupby(["method", "quality"], sort=False)["numerics"].agg(
+            lambda x: "+".join(sorted(set(map(str, x)))))
+        if kinds.nunique() == 1:
+            out[suite, protocol] = f"Precision: {kinds.iloc[0]} in every cell."
+        else:
+            parts = ", ".join(f"{m} {QUALITY_LABELS.get(q, q)} {k}" for (m, q), k in kinds.items())
+            out[suite, protocol] = (f"Precision: mixed, this table compares runs of different "
+                                    f"numerics ({parts}).")
+    return out
+
+
+def _comparison_section(comp: pd.DataFrame, metric: str, reference: str, alpha: float,
+                        inert: set[tuple[str, str, str, str]] | None = None,
+                        precision: dict[tuple[str, str], str] | None = None) -> list[Block]:
     factor, dec, unit = metric_scale(metric)
     blocks: list[Block] = [("h3", f"Metric: {metric}" + (f" ({unit})" if unit else ""))]
     family = {metric: int(comp["p_welch"].notna().sum())}
@@ -203,7 +236,9 @@ def _comparison_section(comp: pd.DataFrame, metric: str, reference: str,
                     row.append(Cell())
                     continue
                 r = hit.iloc[0]
-                row.append(Cell(_mean_std(r["mean"], r["std"], metric), mark=r["mark"]))
+                still = (method, suite, q, protocol) in (inert or ())
+                row.append(Cell(_mean_std(r["mean"], r["std"], metric), mark=r["mark"],
+                                note=INERT_MARK if still else ""))
                 if method != reference:
                     detail.append(_detail_row(r, factor, dec))
             rows.append(row)
@@ -215,7 +250,12 @@ def _comparison_section(comp: pd.DataFrame, metric: str, reference: str,
         notes = [f"Mean ± std (ddof=1) over seeds{' in ' + unit if unit else ''}. Bold: the best "
                  "method's mean in each column (the BC references, bc-*, are the data's floor: "
                  "shown, not ranked or tested).", _seed_note(seeds),
-                 _marks_note(group, reference, alpha, family)]
+                 _marks_note(group, reference, alpha, family),
+                 (precision or {}).get((suite, protocol), "")]
+        if any((m, suite, q, protocol) in (inert or ()) for m in methods for q in qualities):
+            notes.append(f"{INERT_MARK}: masks barely moved in every seed (density within "
+                         "2 points of its initial value; see Mask activity): this method "
+                         "trained with about its initial masks.")
         caption = f"{SUITE_LABELS.get(suite, suite)}, {metric}, protocol {protocol}"
         blocks.append(("table", Table(caption, "method",
                                       [("", QUALITY_LABELS.get(q, q)) for q in qualities],
@@ -226,6 +266,49 @@ def _comparison_section(comp: pd.DataFrame, metric: str, reference: str,
                     "p Holm", "note"]
             blocks.append(("table", Table(f"Tests against {reference}: {caption}", "method",
                                           [("", c) for c in cols], detail)))
+    return blocks
+
+
+def _share(x: float, scale: float = 100.0, dec: int = 3) -> str:
+    return "—" if pd.isna(x) else f"{x * scale:.{dec}f}"
+
+
+def _inert_text(runs: pd.DataFrame) -> str:
+    if not runs["inert"].all():
+        return ""
+    if (runs["inert_basis"] == "density").any():
+        return f"{INERT_MARK} density unchanged (switches not logged)"
+    return f"{INERT_MARK} masks barely moved"
+
+
+def _activity_section(activity: pd.DataFrame) -> list[Block]:
+    """What every masked method's masks did, per cell (means over seeds)."""
+    blocks: list[Block] = [("h2", "Mask activity"), ("p", (
+        "Per masked method and cell, means over seeds, as shares of the maskable entries per "
+        "task and update: the conflict and recover sets of a TAMU-style strategy (those that "
+        "report them), the share of task-updates whose conflict set was not empty, the entries "
+        "whose forward mask switched (runs trained since 2026-12-03), and the density "
+        f"(share with M = 1) at initialisation and at the end. {INERT_MARK} masks barely moved: "
+        "density within 2 points of its initial value (and, where logged, under 2% of entries "
+        "switched over the run) in every seed. — : not logged by this method or run."))]
+    cols = ["quality", "seeds", "conflict / upd. (%)", "recover / upd. (%)",
+            "upd. with conflict (%)", "switched / upd. (%)", "density initial → final", ""]
+    for (suite, protocol), group in activity.groupby(["suite", "protocol"], sort=False):
+        rows = []
+        for method in stats.sorted_names(group["method"], "method"):
+            for q in stats.sorted_names(group["quality"], "quality"):
+                g = group[(group["method"] == method) & (group["quality"] == q)]
+                if g.empty:
+                    continue
+                m = g.mean(numeric_only=True)
+                rows.append([Cell(method), Cell(QUALITY_LABELS.get(q, q)), Cell(str(len(g))),
+                             Cell(_share(m["conflict_share"])), Cell(_share(m["recover_share"])),
+                             Cell(_share(m["conflict_nonempty"], dec=1)),
+                             Cell(_share(m["moved_share"])),
+                             Cell(f"{m['density_initial']:.3f} → {m['density_final']:.3f}"),
+                             Cell(_inert_text(g))])
+        caption = f"Mask activity: {SUITE_LABELS.get(suite, suite)}, protocol {protocol}"
+        blocks.append(("table", Table(caption, "method", [("", c) for c in cols], rows, [])))
     return blocks
 
 
@@ -457,7 +540,7 @@ def _md_cell(cell: Cell) -> str:
     text = cell.text.replace("|", "\\|")
     if cell.bold and text not in ("—", "–", "n/a"):
         text = f"**{text}**"
-    return text + cell.mark.replace("*", "\\*")
+    return text + cell.mark.replace("*", "\\*") + (f" {cell.note}" if cell.note else "")
 
 
 def render_markdown(title: str, blocks: list[Block]) -> str:
@@ -485,7 +568,7 @@ _TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "
                 "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
                 "^": r"\textasciicircum{}"}
 _TEX_SYMBOLS = {"±": r"$\pm$", "—": "--", "–": "--", "×": r"$\times$", "½": r"$\frac12$",
-                "≥": r"$\geq$", "<": r"$<$", ">": r"$>$"}
+                "≥": r"$\geq$", "<": r"$<$", ">": r"$>$", "†": r"\dag{}", "→": r"$\to$"}
 
 
 def _tex(text: str) -> str:
@@ -500,7 +583,8 @@ def _tex_cell(cell: Cell) -> str:
     text = _tex(cell.text)
     if cell.bold and cell.text not in ("—", "–", "n/a"):
         text = rf"\textbf{{{text}}}"
-    return text + (rf"$^{{{cell.mark}}}$" if cell.mark else "")
+    return (text + (rf"$^{{{cell.mark}}}$" if cell.mark else "")
+            + (f" {_tex(cell.note)}" if cell.note else ""))
 
 
 def render_latex(title: str, blocks: list[Block]) -> str:
@@ -574,16 +658,21 @@ def comparison_text(df: pd.DataFrame, reference: str) -> str:
 
 def write_report(df: pd.DataFrame, out_dir: str | Path, reference: str | None = None,
                  paper_dir: str | Path | None = None, metric: str = "success",
-                 seed: int = 0, reps: int = DEFAULT_REPS, alpha: float = 0.05) -> list[Path]:
+                 seed: int = 0, reps: int = DEFAULT_REPS, alpha: float = 0.05,
+                 activity: pd.DataFrame | None = None) -> list[Path]:
     """Write report.md, report.tex, comparison.csv, aggregate.csv and paper_tables.csv.
 
     reference: the method the others are tested against (default: the paper's reference);
     paper_dir: the transcribed numbers (default: the installed `mtrl_bench/paper/`).
     `metric` is the headline metric (aggregates and the overview); every metric in the table gets
-    a comparison, each metric its own Holm family. Raises ValueError only when the table holds no
-    value at all; a partial table is reported with what is missing.
+    a comparison, each metric its own Holm family. `activity`: the masked runs' mask activity
+    (`results.mask_activity`), tabulated, and marked beside the success of methods whose masks
+    barely moved. Raises ValueError only when the table holds no value at all; a partial table
+    is reported with what is missing.
     """
     reference = reference or paper_data().reference
+    precision = _precision(df)
+    inert = _inert_cells(activity)
     raw_rows = len(df)
     df = stats.check_results(df)
     if df.empty:
@@ -605,7 +694,9 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, reference: str | None = 
                             f"'{primary}' instead."))
     blocks.append(("h2", f"(a) Comparison against {reference}"))
     for m in metrics:
-        blocks += _comparison_section(comps[m], m, reference, alpha)
+        blocks += _comparison_section(comps[m], m, reference, alpha, inert, precision)
+    if activity is not None and len(activity):
+        blocks += _activity_section(activity)
     paper_blocks, paper_long = _paper_section(comps, paper, reference, alpha, paper_path)
     blocks += paper_blocks
     blocks += _aggregate_section(agg, primary, reference, reps, seed)

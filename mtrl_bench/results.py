@@ -27,7 +27,7 @@ from mtrl_bench.runs import RunDir, read_json
 from mtrl_bench.stats import COLUMNS, MEAN_TASK
 
 PROTOCOL = "v3-scripted-replay"
-EXTRA_COLUMNS = ("run", "base_method", "suite_id")
+EXTRA_COLUMNS = ("run", "base_method", "suite_id", "numerics")
 CURVE_COLUMNS = ("method", "suite", "quality", "seed", "protocol", "run", "step", "kind",
                  "metric", "value")
 MASK_COLUMNS = ("step", "source", "key", "task", "value")
@@ -147,14 +147,15 @@ def _collect_one(experiment_dir: Path, numerics: dict[str, str]
             if problem:
                 problems.append(problem)
                 continue
-            rows += _rows(entry, read_json(run.eval_path))
-            numerics.setdefault(entry["name"], _numerics(run))
+            kind = _numerics(run)
+            rows += _rows(entry, read_json(run.eval_path), kind)
+            numerics.setdefault(entry["name"], kind)
         except (ValueError, KeyError, TypeError) as exc:
             what = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
             problems.append(f"{entry['name']}: damaged, left out: {what}")
     references, left_out = _references(experiment_dir, entries)
     for entry, result in references:
-        rows += _rows(entry, result)
+        rows += _rows(entry, result, "fp32")  # the BC references never autocast
     if left_out:
         notes.append(f"{len(left_out)} reference file(s) not of this grid's runs and protocol were "
                      f"left out: {', '.join(left_out[:3])}" + (" ..." if len(left_out) > 3 else ""))
@@ -190,11 +191,11 @@ def _references(experiment_dir: Path, entries: list[dict[str, Any]]
     return out, left_out
 
 
-def _rows(entry: dict[str, Any], result: dict[str, Any]) -> list[dict[str, Any]]:
+def _rows(entry: dict[str, Any], result: dict[str, Any], numerics: str) -> list[dict[str, Any]]:
     cfg = entry["config"]
     base = {"method": entry["label"], "suite": entry["suite_label"], "quality": entry["quality"],
             "seed": int(entry["seed"]), "protocol": protocol_id(cfg), "run": entry["name"],
-            "base_method": entry["method"], "suite_id": entry["suite"]}
+            "base_method": entry["method"], "suite_id": entry["suite"], "numerics": numerics}
     metrics = ["success"] + (["return"] if not cfg["eval"]["early_stop"] else [])
     rows = []
     for metric in metrics:
@@ -308,5 +309,88 @@ def _diagnostic_rows(step: int, source: str, diag: dict[str, Any]) -> list[tuple
     return rows
 
 
-__all__ = ["PROTOCOL", "collect", "mask_diagnostics", "protocol_id", "run_curve",
-           "training_curves"]
+# --------------------------------------------------------------------------- mask activity
+
+ACTIVITY_COLUMNS = ("method", "suite", "quality", "protocol", "seed", "run", "updates",
+                    "density_initial", "density_final", "conflict_share", "recover_share",
+                    "conflict_nonempty", "moved_share", "inert", "inert_basis")
+INERT_DENSITY = 0.02  # masks within 2 points of their initial density ...
+INERT_MOVED = 0.02  # ... and, where logged, fewer than 2% of the entries ever switched
+
+
+def maskable_entries(config: dict[str, Any]) -> int:
+    """How many entries a run's masks cover: per block, the attention (C x 3C, C x C) and MLP
+    (C x 4C, 4C x C) weight matrices (`PromptDT.maskable_parameters`, checked by a test)."""
+    model = config["model"]
+    return 12 * model["embed_dim"] ** 2 * model["n_layer"]
+
+
+def run_activity(config: dict[str, Any], diag: pd.DataFrame) -> dict[str, Any] | None:
+    """What one run's masks did, from its mask diagnostics; None for a run without masks.
+
+    Shares are of the maskable entries, averaged over tasks and updates: ``conflict_share`` and
+    ``recover_share`` from a strategy that reports its sets as ``conflict_size`` and
+    ``recover_size`` (the TAMU convention, masking.py), ``moved_share`` from the trainer's
+    ``masked`` + ``restored`` counts (runs trained since 2026-12-03); NaN where not logged.
+    ``conflict_nonempty``: the share of task-updates whose conflict set was not empty. The initial
+    density is 1 − the method's ``sparsity`` when it has one (ERK initialisation), else the first
+    logged. ``inert``: the masks barely moved (see INERT_DENSITY, INERT_MOVED).
+    """
+    density = diag[(diag["source"] == "mask") & (diag["key"] == "density")]
+    if density.empty:
+        return None
+    n = maskable_entries(config)
+    by_step = density.groupby("step")["value"].mean()
+    sparsity = (config.get("method_config") or {}).get("sparsity")
+    initial = 1.0 - float(sparsity) if isinstance(sparsity, (int, float)) else by_step.iloc[0]
+
+    def per_task(source: str, key: str) -> pd.Series:
+        return diag[(diag["source"] == source) & (diag["key"] == key) & (diag["task"] >= 0)][
+            "value"]
+
+    conflict, recover = per_task("strategy", "conflict_size"), per_task("strategy", "recover_size")
+    moved = [per_task("mask", k) for k in ("masked", "restored")]
+    moved_share = ((moved[0].mean() + moved[1].mean()) / n) if len(moved[0]) else math.nan
+    total_moved = moved_share * len(by_step)
+    final = float(by_step.iloc[-1])
+    inert = abs(final - initial) < INERT_DENSITY and not total_moved >= INERT_MOVED
+    basis = "density" if math.isnan(moved_share) else "density and switches"
+    return {"inert_basis": basis, "updates": len(by_step), "density_initial": float(initial),
+            "density_final": final,
+            "conflict_share": conflict.mean() / n if len(conflict) else math.nan,
+            "recover_share": recover.mean() / n if len(recover) else math.nan,
+            "conflict_nonempty": float((conflict > 0).mean()) if len(conflict) else math.nan,
+            "moved_share": moved_share, "inert": bool(inert)}
+
+
+TRAJECTORY_COLUMNS = ("method", "suite", "quality", "protocol", "seed", "run", "step", "key",
+                      "value")
+
+
+def mask_activity(*experiment_dirs: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per masked grid run (finished or not) of the directories: (its `run_activity`, one row
+    per run; its trajectory: per update the task-mean density and, where logged, conflict and
+    recover shares), labelled like the results table."""
+    rows, curves = [], []
+    for entry, path in run_folders(*experiment_dirs).values():
+        diag = mask_diagnostics(path)
+        activity = run_activity(entry["config"], diag)
+        if activity is None:
+            continue
+        label = {"method": entry["label"], "suite": entry["suite_label"],
+                 "quality": entry["quality"], "protocol": protocol_id(entry["config"]),
+                 "seed": int(entry["seed"]), "run": entry["name"]}
+        rows.append({**label, **activity})
+        n = maskable_entries(entry["config"])
+        for (source, key), scale in {("mask", "density"): 1.0, ("strategy", "conflict_size"): n,
+                                     ("strategy", "recover_size"): n}.items():
+            picked = diag[(diag["source"] == source) & (diag["key"] == key) & (diag["task"] >= 0)]
+            means = picked.groupby("step")["value"].mean() / scale
+            curves += [{**label, "step": int(step), "key": key, "value": float(v)}
+                       for step, v in means.items()]
+    return (pd.DataFrame(rows, columns=list(ACTIVITY_COLUMNS)),
+            pd.DataFrame(curves, columns=list(TRAJECTORY_COLUMNS)))
+
+
+__all__ = ["PROTOCOL", "collect", "mask_activity", "mask_diagnostics", "protocol_id",
+           "run_activity", "run_curve", "training_curves"]

@@ -238,3 +238,32 @@ def test_the_exact_floor_is_given_per_seed_count(tmp_path):
     df = df[~((df["method"] == "prompt-dt") & (df["seed"] == 2))]  # 2 vs 3 seeds: floor 0.2
     report.write_report(df, tmp_path, paper_dir=PAPER_DIR, reps=50)
     assert "cannot go below p = 0.1-0.2 (by their seeds)" in (tmp_path / "report.md").read_text()
+
+
+def test_inert_masks_and_precision_are_said_beside_success(tmp_path):
+    """A masked method whose masks barely moved in every seed gets † beside its success and a
+    row in the mask-activity table; a table mixing bf16 and fp32 runs says so."""
+    df = synthetic(FULL)
+    df["run"] = df["method"] + df["quality"] + df["seed"].astype(str)
+    df["numerics"] = ["bfloat16" if m == "prompt-dt" else "fp32" for m in df["method"]]
+    rows = []
+    for method, inert in (("socodt", True), ("harmodt-f", False)):
+        for seed in range(3):
+            rows.append(dict(method=method, suite="mt5", quality="near-optimal",
+                             protocol="v3-scripted", seed=seed, run=f"{method}{seed}", updates=200,
+                             density_initial=0.8, density_final=0.805 if inert else 0.7,
+                             conflict_share=0.0, recover_share=0.0002,
+                             conflict_nonempty=0.0, moved_share=float("nan"), inert=inert,
+                             inert_basis="density"))
+    activity = pd.DataFrame(rows)
+    report.write_report(df, tmp_path, paper_dir=PAPER_DIR, reps=50, activity=activity)
+    md = (tmp_path / "report.md").read_text()
+    table = table_rows(md, "MT5, success, protocol v3-scripted")
+    assert table["socodt"]["near-opt."].endswith("†")
+    assert not table["socodt"]["sub-opt."].endswith("†")  # no activity logged there
+    assert not table["harmodt-f"]["near-opt."].endswith("†")
+    assert "Precision: mixed" in md and "prompt-dt near-opt. bfloat16" in md
+    act = table_rows(md, "Mask activity: MT5, protocol v3-scripted")
+    assert act["socodt"]["density initial → final"] == "0.800 → 0.805"
+    assert act["harmodt-f"]["density initial → final"] == "0.800 → 0.700"
+    assert "barely moved" not in md.split("**Mask activity: MT5")[1].split("harmodt-f")[1]

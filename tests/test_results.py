@@ -255,3 +255,58 @@ def test_mask_diagnostics_and_curves(tmp_path):
     ev = curves[curves["metric"] == "success"]
     assert ev["value"].tolist() == [0.5] and ev["method"].tolist() == ["socodt"]
     assert results.mask_diagnostics(make_run(tmp_path / "runs", "plain").path).empty
+
+
+def test_maskable_entries_is_the_models_mask_layout():
+    from mtrl_bench.config import build_config
+    from mtrl_bench.model import PromptDT
+
+    for profile in ("smoke", "cpu", "paper"):
+        cfg = build_config("prompt-dt", "mt5", "near-optimal", 0, profile)
+        model = PromptDT(cfg.model, state_dim=39, act_dim=4)
+        n = sum(p.numel() for p in model.maskable_parameters().values())
+        assert results.maskable_entries(cfg.to_dict()) == n
+
+
+def _activity_records(densities, conflicts=None, moved=None):
+    out = []
+    for i, d in enumerate(densities):
+        rec = {"step": 30 * (i + 1), "kind": "train", "loss": 1.0, "mask": {"density": d}}
+        if moved is not None:
+            rec["mask"] |= {"masked": moved[i][0], "restored": moved[i][1]}
+        if conflicts is not None:
+            rec["strategy"] = {"conflict_size": conflicts[i], "recover_size": [0.0, 0.0]}
+        out.append(rec)
+    return out
+
+
+def test_mask_activity_by_hand(tmp_path):
+    """Two tasks, cpu profile (98,304 maskable entries), three updates.
+    A: conflict sets [983.04, 0], [0, 0], [0, 0] entries -> mean 983.04 / 6 = 163.84 = 1/600 of
+    the entries; one of six task-updates non-empty; density 0.80 -> 0.85: it moved (5 points).
+    B: density 0.80 -> 0.81 and no conflicts: inert on density alone (switches not logged).
+    C: density constant but 1,000 + 1,000 entries switched per task and update: 2,000 / 98,304
+    = 2.03% per update, 6.1% over the run: not inert (a swap keeps density)."""
+    from mtrl_bench.config import build_config
+
+    cfg = build_config("prompt-dt", "mt5", "near-optimal", 0, "cpu").to_dict()
+    cfg["method_config"] = {"sparsity": 0.2}
+    n = results.maskable_entries(cfg)
+    assert n == 98_304
+    diag = results.mask_diagnostics(make_run(tmp_path, "a", metrics=_activity_records(
+        [[0.8, 0.8], [0.82, 0.84], [0.84, 0.86]], [[983.04, 0.0], [0.0, 0.0], [0.0, 0.0]])).path)
+    a = results.run_activity(cfg, diag)
+    assert a["conflict_share"] == pytest.approx(1 / 600) and a["conflict_nonempty"] == 1 / 6
+    assert a["density_initial"] == pytest.approx(0.8) and a["density_final"] == 0.85
+    assert a["updates"] == 3 and not a["inert"] and math.isnan(a["moved_share"])
+    diag = results.mask_diagnostics(make_run(tmp_path, "b", metrics=_activity_records(
+        [[0.8, 0.8], [0.805, 0.805], [0.81, 0.81]], [[0.0, 0.0]] * 3)).path)
+    b = results.run_activity(cfg, diag)
+    assert b["inert"] and b["inert_basis"] == "density" and b["conflict_nonempty"] == 0
+    diag = results.mask_diagnostics(make_run(tmp_path, "c", metrics=_activity_records(
+        [[0.8, 0.8]] * 3, moved=[([1000.0, 1000.0], [1000.0, 1000.0])] * 3)).path)
+    c = results.run_activity(cfg, diag)
+    assert c["moved_share"] == pytest.approx(2000 / n) and not c["inert"]
+    assert c["inert_basis"] == "density and switches" and math.isnan(c["conflict_share"])
+    assert results.run_activity(cfg, results.mask_diagnostics(
+        make_run(tmp_path, "plain").path)) is None  # no masks: no activity

@@ -148,3 +148,65 @@ def test_all_methods_registered_through_entry_points():
         strat = spec.strategy(ctx)
         assert strat.masks.shape == (4, 600) and strat.masks.dtype == torch.float32
         assert strat.masks.mean().item() == pytest.approx(0.8, abs=0.05)
+
+
+def test_pool_quantiles_match_numpy_within_each_rows_pool():
+    """Type-4 quantiles over a per-row subset equal numpy's on that subset; an empty pool
+    gives NaN, a full pool the plain quantiles."""
+    np = pytest.importorskip("numpy")
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 37, generator=gen, dtype=torch.float64)
+    pool = torch.rand(4, 37, generator=gen) < 0.5
+    pool[3] = False
+    qs = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
+    got = scores.pool_quantiles(x, pool, qs)
+    for b in range(3):
+        want = np.quantile(x[b][pool[b]].numpy(), qs, method="interpolated_inverted_cdf")
+        assert got[b].tolist() == pytest.approx(want.tolist(), abs=1e-12)
+    assert torch.isnan(got[3]).all()
+    full = torch.ones_like(pool)
+    assert torch.equal(scores.pool_quantiles(x, full, qs), scores.quantiles(x, qs))
+
+
+def test_signed_pools_update_by_hand():
+    """The signed-pools reading on the hand example (quartiles, λ = 0 so the conflict score is
+    the agreement). Pools, from the old mask:
+    task 0: conflict = active with agreement < 0 = {6: −2}; recover = masked with agreement > 0
+      = {4: harmony 2.55, 7: harmony 0 (gate closed)}; sorted [0, 2.55]: k = 0.5 -> rank 1 = 0,
+      k = 1.5 -> 0.5·0 + 0.5·2.55 = 1.275, so Q(.25) = 0, Q(.75) = 1.275, IQR 1.275;
+    task 1: conflict = {4: −1, 7: −38}: Q(.25) = −38, Q(.75) = −19.5, IQR 18.5;
+      recover = {6: 8.75} (one entry: every quantile 8.75, IQR 0).
+    β_t = 1: recover threshold task 0: 1.275 + 1.275 = 2.55, not exceeded; task 1's fences sit at
+    or beyond their only extremes: nothing moves. β_t = 0: task 0 restores entry 4 (2.55 >
+    1.275); no conflict entry lies strictly below its pool's Q(.25)."""
+    strat = socodt.SoCoDTStrategy(
+        socodt.SignedPoolsConfig(q1=0.25, q3=0.75, beta_min=1.0, beta_scale=1.0), torch.tensor(M))
+    out = strat.update(ctx())
+    assert strat.masks.tolist() == M
+    assert out["conflict_size"] == [0.0, 0.0] and out["recover_size"] == [0.0, 0.0]
+    assert out["recover_threshold"] == pytest.approx([2.55, 8.75])
+    assert out["conflict_threshold"] == pytest.approx([-2.0, -38.0 - 18.5])
+    strat = socodt.SoCoDTStrategy(socodt.SignedPoolsConfig(q1=0.25, q3=0.75, beta_min=0.0),
+                                  torch.tensor(M))
+    strat.update(ctx())
+    assert strat.masks.tolist() == [[1.0, 1, 1, 1, 1, 1, 1, 0], M[1]]
+
+
+def test_signed_pools_never_move_an_entry_out_of_its_pool():
+    """On random gradients: conflicts only among active entries with g_i ⊙ ḡ < 0, recoveries
+    only among masked ones with g_i ⊙ ḡ > 0; the reading's defaults are β as % and λ = 0."""
+    gen = torch.Generator().manual_seed(1)
+    grads = torch.randn(3, 5000, generator=gen)
+    masks = (torch.rand(3, 5000, generator=gen) < 0.8).float()
+    before = masks.clone()
+    cfg = socodt.SignedPoolsConfig()
+    assert (cfg.beta_scale, cfg.lam, cfg.signed_pools) == (0.01, 0.0, True)
+    assert not socodt.SoCoDTConfig.signed_pools
+    strat = socodt.SoCoDTStrategy(cfg, masks)
+    out = strat.update(ctx(grads, [1.0] * 3, step=499, total=1000))
+    agree = grads * grads.mean(0)
+    softened = (before == 1) & (strat.masks < 1)
+    restored = (before < 1) & (strat.masks == 1)
+    assert softened.any() and restored.any()
+    assert (agree[softened] < 0).all() and (agree[restored] > 0).all()
+    assert [float(x) for x in softened.sum(1)] == out["conflict_size"]

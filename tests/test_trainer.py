@@ -200,3 +200,37 @@ def test_execution_settings_never_change_which_run_it_is(smoke_data, tmp_path):
     manifest = json.loads((runs[0] / "manifest.json").read_text())
     assert [e["device"] for e in manifest["executions"]] == ["cpu"]  # trained once, on the CPU
     assert "device" not in json.loads((runs[0] / "config.json").read_text())
+
+
+class _Flip(MaskStrategy):
+    """At every update, task 0 switches its first `k` entries off and task 1 its first `k` on."""
+
+    k = 7
+
+    def update(self, ctx):
+        self.masks[0, : self.k] = 0.0
+        self.masks[1, : self.k] = 1.0
+        return {}
+
+
+def test_steps_between_updates_use_the_masks_of_the_last_update(smoke):
+    """The forward mask and gradient scale are built once per update and reused: the step after
+    an update runs with the new masks, and the trainer logs how many entries each task's update
+    switched off (`masked`) and on (`restored`)."""
+    cfg = smoke(train__mask_interval=2).config
+
+    def flip(c):
+        masks = torch.ones(5, c.layout.numel)
+        masks[1, : _Flip.k] = 0.0
+        return _Flip(masks)
+
+    c, _, records = _steps(cfg, 1, flip)
+    name = next(iter(c.model.maskable_parameters()))
+    assert bool((c.effective_weights()[name][0].flatten()[: _Flip.k] != 0).all())
+    record = c.step()  # step 2: the update
+    assert record["mask"]["masked"] == [7.0, 0.0, 0.0, 0.0, 0.0]
+    assert record["mask"]["restored"] == [0.0, 7.0, 0.0, 0.0, 0.0]
+    eff = c.effective_weights()[name]
+    assert bool((eff[0].flatten()[: _Flip.k] == 0).all())  # task 0 now runs without them
+    assert bool((eff[1].flatten()[: _Flip.k] != 0).all())  # task 1 with them
+    assert "masked" not in c.step().get("mask", {})  # step 3: no update, nothing logged
