@@ -14,7 +14,7 @@ Actions are clipped to [-1, 1].
 
 "scripted-replay-v1" flips a coin at every step between a uniform action and the expert with
 i.i.d. noise: 39% of all actions are uniform and no episode is noise-free, so a model fits a
-mixture that no state explains (Prompt-DT learned little from it; DESIGN §5).
+mixture that no state explains (Prompt-DT learned little from it; docs/design.md, "Data").
 
 "scripted-replay-v2" has the structure of a SAC replay buffer (MTDiff's, the paper's data: one
 SAC run per task, every episode in collection order): a uniform warm-up of 1% of the buffer (SAC's

@@ -2,7 +2,7 @@
 
 Hu et al., "HarmoDT: Harmony Multi-Task Decision Transformer for Offline Reinforcement Learning",
 ICML 2024, https://arxiv.org/abs/2405.18080; code https://github.com/charleshsc/HarmoDT @1c4244f
-(`main.py` L221-248, `prompt_dt/fl_utils.py` L8-52). Our reading: DESIGN §4.
+(`main.py` L221-248, `prompt_dt/fl_utils.py` L8-52). Our reading: docs/design.md, "HarmoDT".
 """
 from __future__ import annotations
 
@@ -60,8 +60,9 @@ class HarmoDTStrategy(MaskStrategy):
 
     Both sets come from the old mask, so density is constant (a task with fewer than k_t active or
     inactive entries moves that many instead). Scores use the unmasked effective-weight gradients
-    (DESIGN §4). With ``released_code_bugs`` the gradients are masked first (every inactive entry
-    then ties at agreement 0) and task 0 is scored with g_0 := ḡ, as in the release.
+    (docs/design.md, "HarmoDT"). With ``released_code_bugs`` the gradients are masked first
+    (every inactive entry then ties at agreement 0) and task 0 is scored with g_0 := ḡ, as in
+    the release.
     """
 
     def __init__(self, config: HarmoDTConfig, masks: torch.Tensor) -> None:

@@ -1,4 +1,4 @@
-"""Scoring math shared by the HarmoDT and SoCo-DT mask strategies (DESIGN §4).
+"""Scoring math shared by the HarmoDT and SoCo-DT mask strategies (docs/design.md).
 
 Every function works on a batch of tasks: rows of a (B, n) tensor are tasks, columns are the flat
 maskable entries, and results stay on the input's device. Hyperparameters arrive as arguments

@@ -1,11 +1,12 @@
 """Batched evaluation: every task x episode of a run rolled out together, one model call per step.
 
-Protocol (DESIGN §6; reference/harmodt-code.md §5): episode e of task i runs on training goal
-`suite.goal_for_episode(e, rng)` with env seed `cfg.seed + e`; the model sees the last K steps,
-left-padded, states normalised with the task's data statistics, a return-to-go that starts at
-`target_return x` the task's best data return and drops by each reward, and the task's best-return
-prompt. Success = `info["success"]` at any step; return = the sum of rewards. With `early_stop`,
-an episode ends at its first success and finished episodes leave the batch (see `batch_index`).
+Protocol (docs/design.md, "Evaluation" and "The reference code"): episode e of task i runs on
+training goal `suite.goal_for_episode(e, rng)` with env seed `cfg.seed + e`; the model sees the last
+K steps, left-padded, states normalised with the task's data statistics, a return-to-go that starts
+at `target_return x` the task's best data return and drops by each reward, and the task's
+best-return prompt. Success = `info["success"]` at any step; return = the sum of rewards. With
+`early_stop`, an episode ends at its first success and finished episodes leave the batch (see
+`batch_index`).
 """
 from __future__ import annotations
 

@@ -164,7 +164,7 @@ def random_erk_masks(layout: MaskLayout, num_tasks: int, sparsity: float,
 
 def erk_initialised(strategy_cls: type) -> Callable[[StrategyContext], MaskStrategy]:
     """A MethodSpec strategy factory: `strategy_cls(config, masks)` starting from random ERK masks
-    at `config.sparsity` (HarmoDT's initialisation; DESIGN §4)."""
+    at `config.sparsity` (HarmoDT's initialisation; docs/design.md)."""
     def factory(ctx: StrategyContext) -> MaskStrategy:
         masks = random_erk_masks(ctx.layout, ctx.num_tasks, ctx.config.sparsity, ctx.generator)
         return strategy_cls(ctx.config, masks)

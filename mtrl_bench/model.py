@@ -1,9 +1,9 @@
 """The Prompt-DT transformer, with optional per-task effective weights for masked methods.
 
 Follows the Prompt-DT / HarmoDT reference code (github.com/mxu34/prompt-dt @5f665e5,
-github.com/charleshsc/HarmoDT @1c4244f; see reference/harmodt-code.md §1): a GPT-2 style causal
-transformer with no positional embedding, a timestep embedding added to every (R, s, a) token,
-separate embeddings for the prompt tokens (not layer-normed), a tanh action head.
+github.com/charleshsc/HarmoDT @1c4244f; see docs/design.md, "The reference code"): a GPT-2 style
+causal transformer with no positional embedding, a timestep embedding added to every (R, s, a)
+token, separate embeddings for the prompt tokens (not layer-normed), a tanh action head.
 
 Task batching: inputs carry a leading task-group axis G. Given `weights`, a dict from maskable
 parameter name to a (G, out, in) tensor, every maskable linear layer runs group g with its own

@@ -1,10 +1,10 @@
 """Statistics over the long results table: seed scores, tests against a reference, aggregates.
 
 The results table has the columns ``method, suite, quality, seed, task, metric, value, protocol``.
-A *cell* is one (suite, quality, protocol); runs of different protocols are never pooled. The
-unit of analysis is the training seed (DESIGN §7): a run's per-task values are averaged over its
-tasks first (or its ``task == "__mean__"`` row is used when it has no per-task rows), and every
-test compares those per-seed averages.
+A *cell* is one (suite, quality, protocol); runs of different protocols are never pooled. The unit
+of analysis is the training seed (docs/design.md, "Statistics"): a run's per-task values are
+averaged over its tasks first (or its ``task == "__mean__"`` row is used when it has no per-task
+rows), and every test compares those per-seed averages.
 
 Choices stated once:
 

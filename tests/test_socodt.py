@@ -121,8 +121,8 @@ def test_defaults_equal_paper_values():
     paper = {  # SoCo-DT Fig. 5 caption, plus our documented choices
         "sparsity": 0.2, "alpha": 20.0, "beta_left_max": 20.0, "beta_min": 5.0,
         "beta_right_max": 30.0, "q1": 0.05, "q3": 0.95,
-        "lam": 0.1,  # not in the paper: DESIGN §4
-        "beta_scale": 1.0,  # literal reading: DESIGN §4
+        "lam": 0.1,  # not in the paper: docs/design.md
+        "beta_scale": 1.0,  # literal reading: docs/design.md
         "soft": True, "adaptive": True, "magnitude": True,
     }
     cfg = socodt.SoCoDTConfig()
