@@ -24,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from mtrl_bench.config import build_config, parse_overrides
 from mtrl_bench.data import OfflineData
 from mtrl_bench.masking import MaskStrategy, random_erk_masks
-from mtrl_bench.trainer import Trainer
+from mtrl_bench.trainer import Trainer, keep_freed_memory
 
 
 def fake_datasets(n: int, episodes: int = 8) -> list:
@@ -55,8 +55,12 @@ def main() -> None:
     ap.add_argument("--profile", default="cpu", help="the model and batch of this profile")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                     help="override a config field, as `mtrl-bench train --set` (a candidate)")
+    ap.add_argument("--default-malloc", action="store_true",
+                    help="leave glibc's malloc as it is (runs before 2026-12-03)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if not args.default_malloc:
+        keep_freed_memory()  # as a run does (Run._setup)
     dev = torch.device("cpu")
     peak = gemm_peak()
     print(f"threads={torch.get_num_threads()}  fp32 GEMM peak {peak / 1e9:.1f} GFLOP/s")

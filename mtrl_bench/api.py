@@ -166,10 +166,11 @@ class Run:
         import torch
 
         from mtrl_bench.data import OfflineData
-        from mtrl_bench.trainer import resolve_amp, resolve_device
+        from mtrl_bench.trainer import keep_freed_memory, resolve_amp, resolve_device
 
         device = resolve_device(self.execution.device)
         torch.set_num_threads(self.execution.threads or os.cpu_count() or 1)
+        keep_freed_memory()
         data = OfflineData(load_datasets(self.config, self.execution.data_dir,
                                          self.execution.progress),
                            self.config.data, self.config.model)

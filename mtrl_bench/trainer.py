@@ -66,6 +66,26 @@ def resolve_amp(name: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if _cpu_has_bf16() else None
 
 
+def keep_freed_memory() -> bool:
+    """Have glibc's malloc keep freed large blocks for reuse (process-wide; no effect on results).
+
+    Every step allocates the same large tensors again (a masked step: N copies of the effective
+    weights and their gradients). By default glibc serves blocks above a threshold with fresh
+    mmap'd pages and unmaps them on free, so each step page-faults its working set back in; on a
+    2-core CPU that made a masked step at N = 30 cost ~1.25-1.5x an unmasked one instead of
+    ~1.05-1.2x (BENCHMARKS.md, "Trainer"). Returns whether it applied (False off glibc)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's mallopt parameters
+        mmap_ok = libc.mallopt(m_mmap_threshold, 32 << 20)  # glibc's largest: 32 MiB on 64-bit
+        return bool(mmap_ok and libc.mallopt(m_trim_threshold, 1 << 30))
+    except (OSError, AttributeError):
+        return False
+
+
 LR_SCHEDULES = CHOICES["train.lr_schedule"]
 
 
