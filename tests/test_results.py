@@ -310,3 +310,24 @@ def test_mask_activity_by_hand(tmp_path):
     assert c["inert_basis"] == "density and switches" and math.isnan(c["conflict_share"])
     assert results.run_activity(cfg, results.mask_diagnostics(
         make_run(tmp_path, "plain").path)) is None  # no masks: no activity
+
+
+def test_precision_pairs_runs_of_one_identity_by_name(tmp_path):
+    """tools/compare_precision.py: runs of the same name in two directories, trained under
+    different numerics, are paired by seed; the difference is b − a."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "compare_precision", Path(__file__).parents[1] / "tools" / "compare_precision.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    for side, amp, successes in (("a", "bfloat16", [(1.0, 0.5), (0.5, 0.5)]),
+                                 ("b", "None", [(1.0, 1.0), (0.5, 0.75)])):
+        for seed, success in enumerate(successes):
+            run = make_run(tmp_path / side / "runs", f"r{seed}", seed=seed, success=success)
+            write_json(run.manifest_path, {"executions": [{"amp": amp}]})
+    table = tool.paired_table(tmp_path / "a", tmp_path / "b")
+    row = table.iloc[0]
+    assert (row["pairs"], row["numerics_a"], row["numerics_b"]) == (2, "bfloat16", "fp32")
+    assert row["mean_a"] == pytest.approx(0.625) and row["diff"] == pytest.approx(0.1875)
+    assert row["diff_std"] == pytest.approx(0.125 / 2**0.5) and len(table) == 1
