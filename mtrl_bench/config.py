@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from typing import Any
@@ -240,26 +242,62 @@ def load_profile(name: str) -> dict[str, dict[str, Any]]:
     return tomllib.loads(text)
 
 
+def field_types(obj: Any) -> dict[str, Any]:
+    """The real types of a dataclass's fields, whether or not its module postpones annotations
+    (`from __future__ import annotations` makes them strings; a plugin's config may not)."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # an annotation that cannot be resolved: fall back to what is written
+        hints = {}
+    return {f.name: hints.get(f.name, f.type) for f in fields(cls)}
+
+
+_SCALARS = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+def _scalar(annotation: Any) -> tuple[type | None, bool]:
+    """(int | float | bool | str or None for anything else, whether None is allowed)."""
+    if isinstance(annotation, str):  # unresolved: read the written form
+        optional = annotation.replace(" ", "").endswith("|None")
+        return _SCALARS.get(annotation.split("|")[0].strip()), optional
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        rest = [a for a in args if a is not type(None)]
+        return (rest[0] if len(rest) == 1 and rest[0] in _SCALARS.values() else None,
+                type(None) in args)
+    return (annotation if annotation in _SCALARS.values() else None), False
+
+
 def _coerce(section: str, obj: Any, key: str, value: Any) -> Any:
     """Check `value` against the dataclass field's type; parse strings from the command line."""
-    types = {f.name: f.type for f in fields(obj)}
-    if key not in types:
-        raise ConfigError(f"unknown field '{section}.{key}'; valid: {', '.join(sorted(types))}")
-    type_name = str(types[key])
-    if type_name.endswith(" | None") and value is None:
+    from mtrl_bench_envs.common import unknown_name_message
+
+    types_ = field_types(obj)
+    if key not in types_:
+        raise ConfigError(unknown_name_message("field", f"{section}.{key}",
+                                               [f"{section}.{k}" for k in sorted(types_)]))
+    want, optional = _scalar(types_[key])
+    shown = getattr(want, "__name__", str(types_[key])) + (" | None" if optional else "")
+    if value is None and optional:
         return None
-    want = {"int": int, "float": float, "bool": bool, "str": str}.get(
-        type_name.removesuffix(" | None"), None)
-    if isinstance(value, str) and want is not str:
+    if isinstance(value, str) and want not in (str, None):
+        text = value.strip()
+        if optional and text.lower() in ("none", "null"):
+            return None
+        if want is bool:
+            if text.lower() not in ("true", "false"):
+                raise ConfigError(f"'{section}.{key}' expects bool (true or false), got {value!r}")
+            return text.lower() == "true"
         try:
-            value = json.loads(value.lower() if want is bool else value)
+            value = json.loads(text)
         except json.JSONDecodeError:
-            raise ConfigError(f"'{section}.{key}' expects {types[key]}, got {value!r}") from None
+            raise ConfigError(f"'{section}.{key}' expects {shown}, got {value!r}") from None
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     wrong_bool = want in (int, float) and isinstance(value, bool)
     if want is not None and (not isinstance(value, want) or wrong_bool):
-        raise ConfigError(f"'{section}.{key}' expects {types[key]}, got {value!r}")
+        raise ConfigError(f"'{section}.{key}' expects {shown}, got {value!r}")
     return value
 
 
@@ -296,7 +334,7 @@ def build_config(method: str, suite: str, quality: str, seed: int, profile: str 
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     cfg = RunConfig(method=method, suite=suite, quality=quality, seed=seed, profile=profile)
-    method_cfg = method_config_cls() if method_config_cls else None
+    method_cfg = _method_config(method, method_config_cls, {}) if method_config_cls else None
     for section, values in load_profile(profile).items():
         if section != "execution":
             apply_section(section, getattr(cfg, section), values)
@@ -305,9 +343,9 @@ def build_config(method: str, suite: str, quality: str, seed: int, profile: str 
         if section == "method":
             if method_cfg is None or not fields(method_cfg):
                 raise ConfigError(f"method '{method}' has no config fields; got '{dotted}'")
-            # method configs may be frozen: rebuild rather than assign
-            method_cfg = dataclasses.replace(method_cfg,
-                                             **{key: _coerce(section, method_cfg, key, value)})
+            method_cfg = _method_config(method, type(method_cfg), {
+                **dataclasses.asdict(method_cfg), key: _coerce(section, method_cfg, key, value)},
+                dotted, value)
         elif section in ("model", "data", "train", "eval") and key:
             apply_section(section, getattr(cfg, section), {key: value})
         elif dotted in EXECUTION_ALIASES or section == "execution":
@@ -318,6 +356,18 @@ def build_config(method: str, suite: str, quality: str, seed: int, profile: str 
     if method_cfg is not None:
         cfg.method_config = dataclasses.asdict(method_cfg)
     return cfg.validate()
+
+
+def _method_config(method: str, cls: type, values: dict[str, Any], dotted: str = "",
+                   value: Any = None) -> Any:
+    """The method's config dataclass built from `values` (configs may be frozen: built anew,
+    never assigned); its own validation error (``__post_init__``) is named after the method and
+    the override that caused it."""
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        cause = f" ({dotted}={value!r})" if dotted else " (its defaults)"
+        raise ConfigError(f"method '{method}'{cause}: {exc}") from None
 
 
 def config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
+import types
 
 import pytest
 
@@ -69,3 +71,50 @@ def test_round_trip_and_diff():
     other = build_config("m", "mt5", "near-optimal", 3, "cpu", overrides={"train.lr": "0.1"},
                          method_config_cls=_MethodCfg)
     assert config_diff(cfg.to_dict(), other.to_dict()) == ["train.lr: 0.001 != 0.1"]
+
+
+# A plugin's config written without `from __future__ import annotations`: real types, not strings.
+PLUGIN_CONFIG = '''
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Config:
+    alpha: float = 1.0
+    soft: bool = False
+    window: int = 3
+    label: str = "x"
+
+    def __post_init__(self):
+        if self.window < 1:
+            raise ValueError(f"window must be >= 1, got {self.window}")
+'''
+
+
+@pytest.fixture
+def plugin_config(monkeypatch):
+    module = types.ModuleType("a_plugin")
+    monkeypatch.setitem(sys.modules, "a_plugin", module)
+    exec(compile(PLUGIN_CONFIG, "a_plugin.py", "exec"), module.__dict__)
+    return module.Config
+
+
+def test_overrides_of_a_plugin_config_without_postponed_annotations(plugin_config):
+    def build(**overrides):
+        return build_config("prompt-dt", "mt5", "near-optimal", 0, "smoke",
+                            {f"method.{k}": v for k, v in overrides.items()},
+                            method_config_cls=plugin_config).method_config
+
+    got = build(alpha="10", soft="True", window="5", label="y")
+    assert got == {"alpha": 10.0, "soft": True, "window": 5, "label": "y"}
+    assert isinstance(got["alpha"], float)  # 10 and 10.0 would name different runs
+    with pytest.raises(ConfigError, match=r"'method.alpha' expects float, got 'x'"):
+        build(alpha="x")
+    with pytest.raises(ConfigError, match=r"'method.soft' expects bool"):
+        build(soft="yes")
+    with pytest.raises(ConfigError, match=r"method 'prompt-dt' \(method.window='0'\): window "
+                                          r"must be >= 1, got 0"):
+        build(window="0")
+    with pytest.raises(ConfigError, match=r"unknown field 'method.windw'. Did you mean "
+                                          r"'method.window'\?"):
+        build(windw="2")
