@@ -212,6 +212,10 @@ CASES = {
     "metrics gzip line": Case(["plot", "{tmp}/run"], "metrics.jsonl.gz: damaged line 1",
                               _run_dir(lambda r: (r / "metrics.jsonl.gz").write_bytes(
                                   gzip.compress(b'{"step": 1, "kind"\n{"step": 2}\n')))),
+    "compact nowhere": Case(["compact", "{tmp}/nowhere"], "no such directory: "),
+    "compact metrics": Case(["compact", "{tmp}"], "metrics.jsonl: damaged line 1", _run_dir(
+        lambda r: (r / "metrics.jsonl").write_text('{"step": 1, "kind"\n{"step": 2}\n'),
+        complete=True)),
     "eval no ckpt": Case(["eval", "{tmp}/run"], "has no checkpoint to evaluate",
                          _run_dir(lambda r: None)),
     "report empty": Case(["report", "{tmp}/none"], "no such experiment directory"),
