@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import shutil
 import sys
 import tempfile
@@ -32,16 +33,23 @@ JOINT = {"table1-joint": ("table1", "table1-mt30")}  # reports of several experi
 
 
 def reports(tree: Path, joint: dict[str, tuple[str, ...]], out: Path) -> dict[str, dict]:
-    """Experiment or joint report name -> {file name: bytes}, written under `out`."""
-    jobs = {d.name: (d,) for d in sorted(tree.iterdir()) if (d / "runs").is_dir()}
-    jobs.update({name: tuple(tree / s for s in sources) for name, sources in joint.items()})
-    texts = {}
-    for name, sources in jobs.items():
-        with contextlib.redirect_stdout(io.StringIO()):
-            code = mtrl_bench(["report", *map(str, sources), "--out", str(out / name)])
-        if code:
-            sys.exit(f"report of {name} failed")
-        texts[name] = {f: (out / name / f).read_bytes() for f in REPORT_FILES}
+    """Experiment or joint report name -> {file name: bytes}, written under `out`. The
+    experiments are named as `tree`'s name / experiment, relative to its parent (a joint
+    report's notes name them), as in `mtrl-bench report results/table1 ...`."""
+    jobs = {d.name: (d.name,) for d in sorted(tree.iterdir()) if (d / "runs").is_dir()}
+    jobs.update(joint)
+    texts, here = {}, os.getcwd()
+    os.chdir(tree.parent)
+    try:
+        for name, sources in jobs.items():
+            with contextlib.redirect_stdout(io.StringIO()):
+                code = mtrl_bench(["report", *(f"{tree.name}/{s}" for s in sources),
+                                   "--out", str(out / name)])
+            if code:
+                sys.exit(f"report of {name} failed")
+            texts[name] = {f: (out / name / f).read_bytes() for f in REPORT_FILES}
+    finally:
+        os.chdir(here)
     return texts
 
 
@@ -79,7 +87,7 @@ def main() -> int:
     args = parser.parse_args()
     failures = []
     with tempfile.TemporaryDirectory(prefix="check-compaction-") as tmp:
-        tree = Path(tmp) / "tree"
+        tree = Path(tmp) / args.results.resolve().name
         shutil.copytree(args.results, tree, symlinks=True)
         joint = {n: s for n, s in JOINT.items() if all((tree / x).is_dir() for x in s)}
         before, after = Path(tmp) / "before", Path(tmp) / "after"
