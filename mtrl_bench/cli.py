@@ -268,6 +268,13 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compact(args: argparse.Namespace) -> int:
+    from mtrl_bench.compact import compact
+
+    print(compact(*args.dirs))
+    return 0
+
+
 def add_experiment_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run an experiment grid, then report it",
                        description="Run every run of an experiment (skipping finished ones, "
@@ -313,6 +320,18 @@ def add_experiment_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir")
     p.add_argument("--out", type=Path, help="where to write (default: RUN_DIR/plots)")
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("compact", help="shrink stored runs: gzip finished runs' metrics, drop "
+                       "per-run PNGs (idempotent)",
+                       description="For every finished run under the directories given: gzip "
+                       "its metrics.jsonl, store per-task mean gradient cosines in place of the "
+                       "N x N matrices older runs logged, and delete its per-run PNGs "
+                       "(`mtrl-bench plot` draws them on demand). Reports read the same numbers "
+                       "before and after; unfinished runs are left alone; running it again "
+                       "changes nothing.")
+    p.add_argument("dirs", nargs="+", type=Path, metavar="DIR",
+                   help="experiment directories, folders of runs or runs")
+    p.set_defaults(func=cmd_compact)
 
 
 def _list_methods_in_help(p: argparse.ArgumentParser) -> None:

@@ -368,9 +368,10 @@ def plot_mask_activity(trajectories: pd.DataFrame, path: Path) -> Path | None:
 
 def plot_experiment(experiment_dirs: str | Path | Sequence[str | Path], df: pd.DataFrame,
                     out_dir: str | Path | None = None, seed: int = 0) -> list[Path]:
-    """Every plot of one experiment (or of several reported together): curves, profiles,
-    sweeps (if any), and the mask diagnostics of the lowest seed of each masked method in each
-    cell; the points of a sweep share one mask figure."""
+    """Every plot of one experiment (or of several reported together): curves, profiles, and
+    for sweeps their results and the masks of every point (lowest seed) in one figure. A run's
+    own diagnostics are `plot_run`'s (`mtrl-bench plot`, on demand): one figure per run would
+    weigh more than the run's stored results."""
     from mtrl_bench.grid import read_grid
     from mtrl_bench.results import mask_diagnostics, run_folders, training_curves
 
@@ -386,20 +387,10 @@ def plot_experiment(experiment_dirs: str | Path | Sequence[str | Path], df: pd.D
     swept = {e["name"] for e in grid_runs if e.get("sweeps")}
     if swept:
         paths.append(plot_sweeps(df, grid_runs, out / "sweeps_success.png"))
-    if not df.empty:
         folders = {name: path for name, (_, path) in run_folders(*dirs).items()}
         first = df.sort_values("seed").drop_duplicates(["method", "suite", "quality", "protocol"])
-        first = first[first["run"].isin(folders.keys())]  # BC references have no run folder
-        diags = {r: mask_diagnostics(folders[r]) for r in first["run"]}
-        if swept:  # sweep points are drawn together, not one figure each
-            paths.append(plot_sweep_masks(diags, grid_runs, out / "sweeps_masks.png"))
-        for r in first.itertuples(index=False):
-            if r.run in swept:
-                continue
-            title = f"{r.method} · {r.suite_id} {r.quality} · seed {r.seed}"
-            paths.append(plot_mask_diagnostics(diags[r.run], out / "masks" / f"{r.run}.png",
-                                               title, _suite_tasks(r.suite_id),
-                                               method_panels(r.base_method)))
+        diags = {r: mask_diagnostics(folders[r]) for r in first["run"] if r in swept & set(folders)}
+        paths.append(plot_sweep_masks(diags, grid_runs, out / "sweeps_masks.png"))
     return [p for p in paths if p is not None]
 
 

@@ -249,7 +249,7 @@ def training_curves(*experiment_dirs: str | Path) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- mask diagnostics
 
-def _cosine_means(logged: list) -> tuple[list[float], float]:
+def cosine_means(logged: list) -> tuple[list[float], float]:
     """Per task, the mean gradient cosine with the other tasks; and the mean over all pairs (with
     equal counts per task, the mean of the per-task means). Runs logged before 2026-11-28 hold the
     N x N matrix instead of the per-task means."""
@@ -294,7 +294,7 @@ def _diagnostic_rows(step: int, source: str, diag: dict[str, Any]) -> list[tuple
     rows = []
     for key, value in diag.items():
         if key == "grad_cosine" and isinstance(value, list):
-            per_task, mean = _cosine_means(value)
+            per_task, mean = cosine_means(value)
             rows += [(step, source, key, i, v) for i, v in enumerate(per_task)]
             rows.append((step, source, "grad_cosine_mean", ALL_TASKS, mean))
         elif isinstance(value, list):

@@ -1,16 +1,24 @@
 """Run directories: resolved config, manifest, metrics log, evaluations, checkpoint, status.
 
 Every file is written atomically (temp file + rename), so an interrupted run never leaves a
-half-written result; the metrics log is append-only and cut back to the checkpoint on resume.
+half-written result. The metrics log is plain JSON lines while the run trains (`metrics.jsonl`:
+appended record by record, a torn last line left out, cut back to the checkpoint on resume) and
+is compacted when the run completes: the same lines gzipped into `metrics.jsonl.gz` (about a
+fifth of the size; `zcat` reads it), written atomically before the plain file is removed. So a
+kill never tears the compressed file; while the plain file exists it is the log (a resume writes
+it before removing the .gz), and a .gz truncated by other means loses only its torn last line,
+like a plain one.
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
 import platform
 import subprocess
 import time
+import zlib
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -28,16 +36,33 @@ def write_json(path: Path, obj: Any) -> None:
 LOG_DIGITS = 6  # significant digits of logged floats: a diagnostic log, not a checkpoint
 
 
-def _rounded(value: Any) -> Any:
-    """Floats cut to LOG_DIGITS significant digits, in nested lists and dicts (an MT30 run logs a
-    30 x 30 cosine matrix per mask update: full repr would double the committed metrics)."""
+def rounded(value: Any) -> Any:
+    """Floats cut to LOG_DIGITS significant digits, in nested lists and dicts (an MT30 run logs
+    eleven lists of 30 floats per mask update: full repr would double the committed metrics)."""
     if isinstance(value, float):  # whole numbers (counts logged as floats) stay exact
         return value if value.is_integer() else float(f"{value:.{LOG_DIGITS}g}")
     if isinstance(value, dict):
-        return {k: _rounded(v) for k, v in value.items()}
+        return {k: rounded(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_rounded(v) for v in value]
+        return [rounded(v) for v in value]
     return value
+
+
+def _lines(records: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(r) + "\n" for r in records)
+
+
+def _gunzip(data: bytes) -> bytes:
+    """The text of every gzip member in `data` (a compacted log is one; `cat` makes more); a
+    member cut short gives what it holds, so only its torn last line is lost."""
+    out = []
+    while data:
+        member = zlib.decompressobj(wbits=31)  # 31: a gzip header and trailer
+        out.append(member.decompress(data))
+        if not member.eof:
+            break
+        data = member.unused_data
+    return b"".join(out)
 
 
 class RunFileError(ValueError):
@@ -85,7 +110,8 @@ class RunDir:
         self.path = Path(path)
         self.config_path = self.path / "config.json"
         self.manifest_path = self.path / "manifest.json"
-        self.metrics_path = self.path / "metrics.jsonl"
+        self.metrics_path = self.path / "metrics.jsonl"  # while training
+        self.compact_metrics_path = self.path / "metrics.jsonl.gz"  # once complete
         self.eval_path = self.path / "eval.json"
         self.checkpoint_path = self.path / "checkpoint.pt"
         self.status_path = self.path / "status.json"
@@ -139,23 +165,43 @@ class RunDir:
         return self.done_path.exists()
 
     def mark_complete(self) -> None:
+        self.compact_metrics()
         atomic_write(self.done_path, "")
         self.set_status("complete")
 
     # -- metrics -------------------------------------------------------------------------------
     def log(self, record: dict[str, Any]) -> None:
+        if self.compact_metrics_path.exists():  # a compacted log grows again as plain lines
+            self._write_plain(self.metrics())
         with open(self.metrics_path, "a") as f:
-            f.write(json.dumps(_rounded(record)) + "\n")
+            f.write(json.dumps(rounded(record)) + "\n")
+
+    def _read_log(self) -> tuple[Path, str] | None:
+        """(file, text) of the log: the plain file while there is one, else the compacted one."""
+        for path in (self.metrics_path, self.compact_metrics_path):
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:  # also when compacted between the check and the read
+                continue
+            if path == self.compact_metrics_path:
+                try:
+                    data = _gunzip(data)
+                except zlib.error as exc:
+                    raise RunFileError(f"{path}: damaged (not gzip: {exc})") from None
+            try:
+                return path, data.decode()
+            except UnicodeDecodeError:
+                raise RunFileError(f"{path}: damaged (not text)") from None
+        return None
 
     def metrics(self) -> list[dict[str, Any]]:
         """The logged records. A torn last line (a kill mid-write) is left out; a damaged line
         before it is an error naming the file and line."""
-        if not self.metrics_path.exists():
+        log = self._read_log()
+        if log is None:
             return []
-        try:
-            lines = self.metrics_path.read_text().splitlines()
-        except UnicodeDecodeError:
-            raise RunFileError(f"{self.metrics_path}: damaged (not text)") from None
+        path, text = log
+        lines = text.splitlines()
         records = []
         for i, line in enumerate(lines):
             if not line.strip():
@@ -167,17 +213,31 @@ class RunDir:
             except ValueError as exc:
                 if i == len(lines) - 1:
                     break  # torn by an interrupted write; the resume cuts it away
-                raise RunFileError(f"{self.metrics_path}: damaged line {i + 1} ({exc})") from None
+                raise RunFileError(f"{path}: damaged line {i + 1} ({exc})") from None
             records.append(record)
         return records
 
     def truncate_metrics(self, step: int) -> None:
         """Drop records after `step` (written after the last checkpoint of a killed run, or
-        all of them when a run starts again from step 0)."""
-        if not self.metrics_path.exists():
-            return
-        kept = [r for r in self.metrics() if r["step"] <= step]
-        atomic_write(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
+        all of them when a run starts again from step 0); the log is plain again."""
+        if self.metrics_path.exists() or self.compact_metrics_path.exists():
+            self._write_plain([r for r in self.metrics() if r["step"] <= step])
+
+    def compact_metrics(self, records: list[dict[str, Any]] | None = None) -> None:
+        """Write `records` (default: the log as it stands) as the compacted log and remove the
+        plain one. The bytes depend on the records only (no timestamp), so compacting again
+        changes nothing."""
+        if records is None:
+            if not self.metrics_path.exists():
+                return
+            records = self.metrics()
+        atomic_write(self.compact_metrics_path,
+                     gzip.compress(_lines(records).encode(), compresslevel=9, mtime=0))
+        self.metrics_path.unlink(missing_ok=True)
+
+    def _write_plain(self, records: list[dict[str, Any]]) -> None:
+        atomic_write(self.metrics_path, _lines(records))
+        self.compact_metrics_path.unlink(missing_ok=True)
 
     def clean_temporary_files(self) -> list[Path]:
         """Remove temp files of interrupted atomic writes (`.<name>.tmp-<pid>`); call only while

@@ -558,9 +558,14 @@ def test_cli_run_reports_and_plots(grid_run, smoke_data, capsys):
     for name in ("report.md", "report.tex", "comparison.csv", "results.csv", "summary.json"):
         assert (out / name).stat().st_size > 0
     pngs = list((out / "plots").rglob("*.png"))
-    assert any(p.parent.name == "masks" for p in pngs)  # socodt's diagnostics
+    assert {p.name for p in pngs} >= {"curves_success.png", "profile_success.png"}
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     assert "failed" in (out / "report.md").read_text() or "failed" in text
+    # a run's own mask diagnostics are drawn on demand, from its compacted log
+    socodt = out / "runs" / by["socodt", "ok"].name
+    assert (socodt / "metrics.jsonl.gz").exists() and not (socodt / "plots").exists()
+    assert cli(["plot", str(socodt)]) == 0
+    assert (socodt / "plots" / "masks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_cli_errors(tmp_path, capsys):

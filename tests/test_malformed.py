@@ -3,6 +3,7 @@ files and plugins. Each case is a one-line error naming the bad thing, a non-zer
 traceback and nothing half-written; or a named self-repair."""
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 import types
@@ -206,6 +207,15 @@ CASES = {
     "not a run": Case(["eval", "{tmp}"], "not a run directory"),
     "metrics line": Case(["plot", "{tmp}/run"], "metrics.jsonl: damaged line 1", _run_dir(
         lambda r: (r / "metrics.jsonl").write_text('{"step": 1, "kind"\n{"step": 2}\n'))),
+    "metrics gzip": Case(["plot", "{tmp}/run"], "metrics.jsonl.gz: damaged (not gzip", _run_dir(
+        lambda r: (r / "metrics.jsonl.gz").write_bytes(b"not gzip at all"))),
+    "metrics gzip line": Case(["plot", "{tmp}/run"], "metrics.jsonl.gz: damaged line 1",
+                              _run_dir(lambda r: (r / "metrics.jsonl.gz").write_bytes(
+                                  gzip.compress(b'{"step": 1, "kind"\n{"step": 2}\n')))),
+    "compact nowhere": Case(["compact", "{tmp}/nowhere"], "no such directory: "),
+    "compact metrics": Case(["compact", "{tmp}"], "metrics.jsonl: damaged line 1", _run_dir(
+        lambda r: (r / "metrics.jsonl").write_text('{"step": 1, "kind"\n{"step": 2}\n'),
+        complete=True)),
     "eval no ckpt": Case(["eval", "{tmp}/run"], "has no checkpoint to evaluate",
                          _run_dir(lambda r: None)),
     "report empty": Case(["report", "{tmp}/none"], "no such experiment directory"),

@@ -115,14 +115,15 @@ def test_experiment_plots(tmp_path):
     df, _ = results.collect(tmp_path)
     paths = plots.plot_experiment(tmp_path, df)
     names = {p.name for p in paths}
-    # full-episode returns get their own curve; masks are drawn for the lowest seed only
-    assert names == {"curves_success.png", "curves_return.png", "profile_success.png", "s0.png"}
+    # full-episode returns get their own curve; a run's masks are `plot_run`'s, on demand
+    assert names == {"curves_success.png", "curves_return.png", "profile_success.png"}
     assert all(is_png(p) for p in paths)
+    assert not (runs / "s0" / "plots").exists()
 
 
 def test_sweep_points_share_one_mask_figure(tmp_path):
     """A sweep's runs are drawn together (sweeps_masks.png), not one diagnostics figure each;
-    a run outside every sweep keeps its own."""
+    a run outside every sweep gets none in the report either."""
     from test_results import grid_entry
 
     from mtrl_bench.runs import write_json
@@ -140,8 +141,8 @@ def test_sweep_points_share_one_mask_figure(tmp_path):
     write_json(tmp_path / "grid.json", {"runs": entries})
     df, _ = results.collect(tmp_path)
     names = {p.name for p in plots.plot_experiment(tmp_path, df)}
-    assert {"sweeps_success.png", "sweeps_masks.png", "alone.png"} <= names
-    assert not names & {"a10.png", "a40.png"}
+    assert {"sweeps_success.png", "sweeps_masks.png"} <= names
+    assert not names & {"a10.png", "a40.png", "alone.png"}
     assert is_png(tmp_path / "plots" / "sweeps_masks.png")
     # nothing swept with masks: no figure
     assert plots.plot_sweep_masks({}, entries, tmp_path / "none.png") is None

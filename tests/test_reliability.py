@@ -1,6 +1,7 @@
 """Nothing lost, nothing silent: runs under kills, locks, resumes and changed code."""
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import socket
@@ -79,6 +80,71 @@ def test_logged_floats_keep_six_significant_digits(tmp_path):
     assert record["mask"]["size"] == 7 and record["mask"]["big"] == 123456789.0  # a count
     assert record["mask"]["huge"] == 1234570.0
     assert record["mask"]["nan"] != record["mask"]["nan"]
+
+
+RECORDS = [{"step": s, "kind": "train", "loss": 1 / s, "mask": {"density": [0.5, 0.25 + s]}}
+           for s in range(1, 41)] + [{"step": 40, "kind": "eval", "success": 0.75}]
+
+
+def _logged(path: Path) -> RunDir:
+    run = RunDir(path)
+    run.path.mkdir()
+    for record in RECORDS:
+        run.log(record)
+    return run
+
+
+def test_a_finished_runs_log_is_gzipped_and_reads_as_logged(tmp_path):
+    plain, finished = _logged(tmp_path / "plain"), _logged(tmp_path / "finished")
+    finished.mark_complete()
+    assert not finished.metrics_path.exists() and finished.compact_metrics_path.exists()
+    assert finished.metrics() == plain.metrics() and len(plain.metrics()) == len(RECORDS)
+    # the same lines, readable by any gzip tool, in a fraction of the bytes
+    unzipped = gzip.decompress(finished.compact_metrics_path.read_bytes())
+    assert unzipped == plain.metrics_path.read_bytes()
+    assert finished.compact_metrics_path.stat().st_size < len(unzipped) / 3
+    before = finished.compact_metrics_path.read_bytes()
+    finished.compact_metrics(finished.metrics())  # again: the same bytes (no timestamp)
+    assert finished.compact_metrics_path.read_bytes() == before
+
+
+def test_a_torn_compressed_log_loses_only_its_torn_tail(tmp_path):
+    """Cut anywhere (a copy or a disk that gave out), the .gz still reads: every record
+    decompressed whole, never an error; a second gzip member (`cat`) is read too."""
+    run = _logged(tmp_path / "r")
+    run.mark_complete()
+    data, whole = run.compact_metrics_path.read_bytes(), run.metrics()
+    seen = set()
+    for cut in range(len(data) + 1):
+        run.compact_metrics_path.write_bytes(data[:cut])
+        got = run.metrics()
+        assert got == whole[:len(got)], cut
+        seen.add(len(got))
+    assert len(got) == len(RECORDS) and len(seen) > len(RECORDS) / 2
+    run.compact_metrics_path.write_bytes(data + gzip.compress(b'{"step": 41, "kind": "train"}\n'))
+    assert [r["step"] for r in run.metrics()][-2:] == [40, 41]
+
+
+def test_a_compacted_log_cut_back_on_resume_is_plain_again(tmp_path):
+    run = _logged(tmp_path / "r")
+    run.mark_complete()
+    run.done_path.unlink()  # deleted to retrain, say
+    run.truncate_metrics(10)
+    assert run.metrics_path.exists() and not run.compact_metrics_path.exists()
+    run.log({"step": 11, "kind": "train", "loss": 0.5})
+    assert [r["step"] for r in run.metrics()] == list(range(1, 12))
+    run.compact_metrics()
+    run.log({"step": 12, "kind": "train", "loss": 0.5})  # appends to the compacted records
+    assert [r["step"] for r in run.metrics()] == list(range(1, 13))
+
+
+def test_while_the_plain_log_exists_it_is_the_log(tmp_path):
+    """A kill between writing one form and removing the other leaves both: the plain file is
+    the newer (a resume writes it before removing the .gz; compacting, the two are equal)."""
+    run = _logged(tmp_path / "r")
+    run.mark_complete()
+    run.metrics_path.write_text('{"step": 1, "kind": "train", "loss": 2.0}\n')
+    assert run.metrics() == [{"step": 1, "kind": "train", "loss": 2.0}]
 
 
 def test_two_trainings_of_one_run_never_interleave(smoke, tmp_path):

@@ -171,7 +171,8 @@ def test_several_directories_make_one_table(tmp_path, capsys):
     out = tmp_path / "joint"
     assert main(["report", str(mt5), str(mt30), "--out", str(out)]) == 0
     assert set(pd.read_csv(out / "results.csv")["suite"]) == {"mt5", "mt30"}
-    assert {p.name for p in (out / "plots" / "masks").iterdir()} == {"shared.png", "big.png"}
+    assert (out / "plots" / "curves_success.png").exists()
+    assert not (out / "plots" / "masks").exists()  # a run's own figure: `mtrl-bench plot`
     assert not (mt5 / "results.csv").exists()  # the sources are only read
     assert "also in an earlier directory" in capsys.readouterr().out
 
@@ -331,3 +332,87 @@ def test_precision_pairs_runs_of_one_identity_by_name(tmp_path):
     assert (row["pairs"], row["numerics_a"], row["numerics_b"]) == (2, "bfloat16", "fp32")
     assert row["mean_a"] == pytest.approx(0.625) and row["diff"] == pytest.approx(0.1875)
     assert row["diff_std"] == pytest.approx(0.125 / 2**0.5) and len(table) == 1
+
+
+# --------------------------------------------------------------------------- compacting
+
+def old_run(root: Path, name: str, **kwargs) -> RunDir:
+    """A finished run as the code before compaction left it: a plain metrics.jsonl, DONE."""
+    run = make_run(root, name, state="running", **kwargs)
+    (run.path / "DONE").write_text("")
+    run.set_status("complete")
+    return run
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+def test_compacting_keeps_every_number_a_report_or_plot_reads(tmp_path):
+    """Old runs (plain logs, N x N cosine matrices, per-run PNGs) compacted: the report's files
+    are byte-identical, curves and diagnostics read the same (cosines to the log's 6 digits);
+    unfinished runs are untouched, and compacting again changes nothing."""
+    from mtrl_bench.cli import main
+    from mtrl_bench.compact import compact
+
+    exp, runs = tmp_path / "exp", tmp_path / "exp" / "runs"
+    r = 1 / 3
+    matrix = [[1.0, r, -r], [r, 1.0, 0.5], [-r, 0.5, 1.0]]  # old form, three tasks
+    logged = [{"step": s, "kind": "train", "loss": 1 / s, "mask": {
+        "density": [0.8, 0.7, 0.6], "grad_cosine": matrix}, "strategy": {"beta": 2.0}}
+        for s in (5, 10)] + MASK_RECORDS
+    for seed in range(2):
+        old_run(runs, f"s{seed}", seed=seed, metrics=logged)
+        old_run(runs, f"p{seed}", method="prompt-dt", seed=seed, success=(0.5, 0.5),
+                metrics=MASK_RECORDS[:1])
+    training = make_run(runs, "training", seed=2, state="running", metrics=logged)
+    (runs / "s0" / "plots").mkdir()
+    for png in ("s0/plots/training.png", "s0/plots/masks.png", "../plots/masks/s0.png"):
+        (runs / png).parent.mkdir(parents=True, exist_ok=True)
+        (runs / png).write_bytes(b"\x89PNG")
+    (runs / "s0" / "plots" / "notes.txt").write_text("mine")  # not a plot: kept
+
+    def report() -> tuple[dict[str, bytes], dict[str, pd.DataFrame]]:
+        assert main(["report", str(exp), "--out", str(tmp_path / "report")]) == 0
+        files = {n: (tmp_path / "report" / n).read_bytes() for n in (
+            "results.csv", "mask_activity.csv", "aggregate.csv", "comparison.csv", "report.md",
+            "report.tex")}
+        read = {name: pd.concat([results.run_curve(runs / name),
+                                 results.mask_diagnostics(runs / name)])
+                for name in ("s0", "s1", "p0", "training")}
+        return files, read
+
+    files, read = report()
+    untouched = training.metrics_path.read_bytes()
+    done = compact(exp)
+    assert (done.logs, done.matrices, done.finished, done.unfinished, done.pngs) == (4, 2, 4, 1, 3)
+    assert done.bytes_after < done.bytes_before
+    assert files == report()[0]
+    for name, now in report()[1].items():
+        cosine = read[name]["key"].astype(str).str.startswith("grad_cosine")
+        pd.testing.assert_frame_equal(now[~cosine], read[name][~cosine])
+        pd.testing.assert_frame_equal(now[cosine], read[name][cosine], atol=1e-6, rtol=0)
+    assert sorted(p.name for p in (runs / "s0").iterdir()) == [
+        "DONE", "config.json", "eval.json", "metrics.jsonl.gz", "plots", "status.json"]
+    assert [p.name for p in (runs / "s0" / "plots").iterdir()] == ["notes.txt"]
+    assert not (exp / "plots" / "masks").exists()
+    assert training.metrics_path.read_bytes() == untouched
+    assert not training.compact_metrics_path.exists()
+    before = _tree(exp)
+    again = compact(exp)
+    assert (again.logs, again.pngs) == (0, 0) and _tree(exp) == before
+
+
+def test_compacting_a_damaged_log_changes_nothing(tmp_path):
+    from mtrl_bench.compact import compact
+
+    good = old_run(tmp_path, "a", metrics=MASK_RECORDS)
+    bad = old_run(tmp_path, "b", metrics=MASK_RECORDS)
+    bad.metrics_path.write_text('{"step": 1, "kind"\n{"step": 2}\n')
+    before = _tree(tmp_path)
+    with pytest.raises(ValueError, match=r"b/metrics.jsonl: damaged line 1"):
+        compact(tmp_path)
+    assert _tree(tmp_path) == before and good.metrics_path.exists()
+    with pytest.raises(FileNotFoundError, match="no such directory"):
+        compact(tmp_path / "nowhere")
