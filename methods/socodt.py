@@ -91,8 +91,9 @@ class SoCoDTStrategy(MaskStrategy):
     with t = ctx.step + 1 (Algorithm 1 counts steps from 1). Note: the paper's text says
     β_left_max > β_right_max, contradicting its own Fig. 5 defaults (20 < 30); we follow the
     formula and the defaults. Sets range over all entries, so C_i may re-soften a soft entry.
-    Diagnostics: set sizes, thresholds and β_t; ``conflict_ratio`` is the fraction of a task's
-    entries with M < 1 after the update (|C_i|/n is ``conflict_size`` / n).
+    Diagnostics: set sizes, thresholds and β_t. The share of a task's entries with M < 1 after
+    the update (logged as ``conflict_ratio`` by runs before 2026-12-03) is 1 − the trainer's
+    ``density``.
     """
 
     def __init__(self, config: SoCoDTConfig, masks: torch.Tensor) -> None:
@@ -139,10 +140,8 @@ class SoCoDTStrategy(MaskStrategy):
             sizes = [conflict.sum(1), recover.sum(1), thr_c, thr_r]
             stats.append(torch.stack([x.double() for x in sizes], dim=1))
         c_size, r_size, thr_c, thr_r = torch.cat(stats).T.cpu()
-        ratio_c = (masks < 1).double().mean(dim=1).cpu()
         out: dict[str, float | list[float]] = {
-            "conflict_size": c_size.tolist(), "recover_size": r_size.tolist(),
-            "conflict_ratio": ratio_c.tolist()}
+            "conflict_size": c_size.tolist(), "recover_size": r_size.tolist()}
         if cfg.adaptive:
             out |= {"beta": beta, "conflict_threshold": thr_c.tolist(),
                     "recover_threshold": thr_r.tolist()}

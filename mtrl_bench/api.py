@@ -25,7 +25,7 @@ from mtrl_bench.config import (
     split_overrides,
 )
 from mtrl_bench.plugins import registry
-from mtrl_bench.runs import RunDir, run_name, write_json
+from mtrl_bench.runs import RunDir, rounded, run_name, write_json
 
 
 class ConfigMismatch(ValueError):
@@ -270,7 +270,7 @@ class Run:
         train_seconds = elapsed()
         result = self._evaluate_and_log(trainer, data, device, amp)
         result["train_seconds"] = train_seconds
-        write_json(run.eval_path, result)
+        write_json(run.eval_path, rounded(result), compact=True)
         run.mark_complete()
         return result
 
@@ -315,5 +315,6 @@ class Run:
                           weights=trainer.effective_weights(), device=device, amp_dtype=amp,
                           progress=self.execution.progress)
         result["step"] = state["step"]
-        write_json(self.dir.path / f"eval_{eval_cfg.episodes_per_task}.json", result)
+        write_json(self.dir.path / f"eval_{eval_cfg.episodes_per_task}.json", rounded(result),
+                   compact=True)
         return result

@@ -29,23 +29,37 @@ from mtrl_bench.config import Execution, RunConfig
 from mtrl_bench_envs.common import atomic_write, package_versions
 
 
-def write_json(path: Path, obj: Any) -> None:
-    atomic_write(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+def write_json(path: Path, obj: Any, compact: bool = False) -> None:
+    """`compact`: one line, no indentation (eval.json: an MT30 run's per-episode values would
+    be two thirds whitespace)."""
+    text = (json.dumps(obj, sort_keys=True, separators=(",", ":")) if compact
+            else json.dumps(obj, indent=2, sort_keys=True))
+    atomic_write(path, text + "\n")
 
 
 LOG_DIGITS = 6  # significant digits of logged floats: a diagnostic log, not a checkpoint
+DIAGNOSTIC_DIGITS = 4  # of the per-task mask diagnostics, most of an MT30 run's log
+DIAGNOSTICS = ("mask", "strategy")  # the record keys that hold them
 
 
-def rounded(value: Any) -> Any:
-    """Floats cut to LOG_DIGITS significant digits, in nested lists and dicts (an MT30 run logs
-    eleven lists of 30 floats per mask update: full repr would double the committed metrics)."""
+def rounded(value: Any, digits: int = LOG_DIGITS) -> Any:
+    """Floats cut to `digits` significant digits, in nested lists and dicts (an MT30 run logs
+    about ten lists of 30 floats per mask update: full repr would double the committed
+    metrics)."""
     if isinstance(value, float):  # whole numbers (counts logged as floats) stay exact
-        return value if value.is_integer() else float(f"{value:.{LOG_DIGITS}g}")
+        return value if value.is_integer() else float(f"{value:.{digits}g}")
     if isinstance(value, dict):
-        return {k: rounded(v) for k, v in value.items()}
+        return {k: rounded(v, digits) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [rounded(v) for v in value]
+        return [rounded(v, digits) for v in value]
     return value
+
+
+def log_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A metrics record as logged: losses and scores to LOG_DIGITS, mask diagnostics to
+    DIAGNOSTIC_DIGITS (set sizes and other counts stay exact)."""
+    return {k: rounded(v, DIAGNOSTIC_DIGITS if k in DIAGNOSTICS else LOG_DIGITS)
+            for k, v in record.items()}
 
 
 def _lines(records: list[dict[str, Any]]) -> str:
@@ -174,7 +188,7 @@ class RunDir:
         if self.compact_metrics_path.exists():  # a compacted log grows again as plain lines
             self._write_plain(self.metrics())
         with open(self.metrics_path, "a") as f:
-            f.write(json.dumps(rounded(record)) + "\n")
+            f.write(json.dumps(log_record(record)) + "\n")
 
     def _read_log(self) -> tuple[Path, str] | None:
         """(file, text) of the log: the plain file while there is one, else the compacted one."""

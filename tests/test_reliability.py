@@ -68,18 +68,22 @@ def test_a_deleted_checkpoint_retrains_from_zero_without_old_metrics(smoke):
     assert result is not None and steps == sorted(set(steps))
 
 
-def test_logged_floats_keep_six_significant_digits(tmp_path):
+def test_logged_floats_keep_six_digits_and_mask_diagnostics_four(tmp_path):
     run = RunDir(tmp_path / "r")
     run.path.mkdir()
     run.log({"step": 3, "kind": "train", "loss": 0.06633950769901276, "ok": True,
+             "task_loss": [0.987654321],
              "mask": {"cosine": [[1 / 3, -2 / 3]], "size": 7, "big": 123456789.0,
-                      "huge": 1234567.25, "nan": float("nan")}})
+                      "huge": 1234567.25, "nan": float("nan")},
+             "strategy": {"threshold": [-1.23456789e-07]}})
     [record] = run.metrics()
     assert record["loss"] == 0.0663395 and record["ok"] is True and record["step"] == 3
-    assert record["mask"]["cosine"] == [[0.333333, -0.666667]]
+    assert record["task_loss"] == [0.987654]
+    assert record["mask"]["cosine"] == [[0.3333, -0.6667]]
     assert record["mask"]["size"] == 7 and record["mask"]["big"] == 123456789.0  # a count
-    assert record["mask"]["huge"] == 1234570.0
+    assert record["mask"]["huge"] == 1235000.0
     assert record["mask"]["nan"] != record["mask"]["nan"]
+    assert record["strategy"]["threshold"] == [-1.235e-07]
 
 
 RECORDS = [{"step": s, "kind": "train", "loss": 1 / s, "mask": {"density": [0.5, 0.25 + s]}}
