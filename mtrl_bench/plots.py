@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from mtrl_bench.masking import MASK_DIAGNOSTICS
 from mtrl_bench.report import axis_label, metric_scale
-from mtrl_bench.stats import MEAN_TASK, order_key, sorted_names
+from mtrl_bench.stats import MEAN_TASK, order_key, seed_scores, sorted_names
 from mtrl_bench_envs.common import atomic_write
 
 TASK_ALL = -1
@@ -304,6 +304,55 @@ def plot_profiles(df: pd.DataFrame, path: Path, metric: str = "success", seed: i
     return _save(fig, path)
 
 
+def task_scaling(df: pd.DataFrame, metric: str = "success",
+                 confidence: float = 0.95) -> pd.DataFrame:
+    """Per quality, protocol, method and number of tasks: the mean over seeds of the
+    task-averaged score, the seeds behind it and the half-width of its t-interval (0 for one
+    seed). Only (quality, protocol) groups that span at least two task counts are kept."""
+    from scipy import stats as sps
+
+    runs = seed_scores(df, metric)
+    runs = runs[runs["n_tasks"] > 0]
+    spans = runs.groupby(["quality", "protocol"])["n_tasks"].transform("nunique")
+    cells = runs[spans > 1].groupby(["quality", "protocol", "method", "n_tasks"], sort=False)
+    out = cells["value"].agg(mean="mean", n="size", sem="sem").reset_index()
+    t = sps.t.ppf(0.5 + confidence / 2, (out["n"] - 1).clip(lower=1))
+    out["half"] = (out.pop("sem") * t).fillna(0.0)
+    return out
+
+
+def plot_task_scaling(df: pd.DataFrame, path: Path, metric: str = "success",
+                      confidence: float = 0.95) -> Path | None:
+    """Success against the number of tasks (e.g. MT5, MT30, MT50 reported together): one panel
+    per data quality, one line per method with its t-interval (`task_scaling`). None unless the
+    results span at least two task counts of one protocol and quality."""
+    table = task_scaling(df, metric, confidence)
+    if table.empty:
+        return None
+    factor, ylabel = _scale(metric)
+    panels = list(table.groupby(["quality", "protocol"], sort=False))
+    fig, axes = _grid(len(panels), width=4.8)
+    colours: dict[str, str] = {}  # one colour per method across panels
+    for ax, ((quality, protocol), here) in zip(axes, panels):
+        for method in sorted_names(here["method"].unique(), "method"):
+            line = here[here["method"] == method].sort_values("n_tasks")
+            ax.errorbar(line["n_tasks"], line["mean"] * factor, yerr=line["half"] * factor,
+                        marker="o", capsize=3, label=method,
+                        color=colours.setdefault(method, f"C{len(colours) % 10}"))
+        ax.set_xticks(sorted(here["n_tasks"].unique()))
+        ax.set_title(f"{quality} [{protocol}], {here['n'].min()}-{here['n'].max()} seeds "
+                     "per point", fontsize=9)
+        ax.set_xlabel("number of tasks")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    handles = {h.get_label(): h for ax in axes for h in ax.get_legend_handles_labels()[0]}
+    fig.legend(handles.values(), handles.keys(), fontsize=7, loc="center left",
+               bbox_to_anchor=(1.0, 0.5))
+    fig.suptitle(f"{metric} against the number of tasks: mean over seeds, "
+                 f"{confidence:.0%} t-interval", fontsize=10)
+    return _save(fig, path)
+
+
 # --------------------------------------------------------------------------- entry points
 
 def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> tuple[list[Path], bool]:
@@ -380,7 +429,8 @@ def plot_experiment(experiment_dirs: str | Path | Sequence[str | Path], df: pd.D
     out = Path(out_dir) if out_dir else dirs[0] / "plots"
     curves = training_curves(*dirs)
     paths = [plot_curves(curves, out / "curves_success.png"),
-             plot_profiles(df, out / "profile_success.png", seed=seed)]
+             plot_profiles(df, out / "profile_success.png", seed=seed),
+             plot_task_scaling(df, out / "success_vs_tasks.png")]
     if "return" in set(df["metric"]):
         paths.append(plot_curves(curves, out / "curves_return.png", metric="return"))
     grid_runs = [e for d in dirs for e in (read_grid(d) or {}).get("runs", [])]
@@ -396,5 +446,5 @@ def plot_experiment(experiment_dirs: str | Path | Sequence[str | Path], df: pd.D
 
 __all__ = ["performance_profile", "plot_curves", "plot_experiment", "plot_loss",
            "mask_panels", "method_panels", "plot_mask_activity", "plot_mask_diagnostics",
-           "plot_profiles", "plot_run",
+           "plot_profiles", "plot_run", "plot_task_scaling", "task_scaling",
            "plot_sweep_masks", "plot_sweeps"]

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from test_results import MASK_RECORDS, make_run  # tests/ is on sys.path (no package)
 
 from mtrl_bench import plots, results
@@ -146,3 +147,25 @@ def test_sweep_points_share_one_mask_figure(tmp_path):
     assert is_png(tmp_path / "plots" / "sweeps_masks.png")
     # nothing swept with masks: no figure
     assert plots.plot_sweep_masks({}, entries, tmp_path / "none.png") is None
+
+
+def test_task_scaling_by_hand(tmp_path):
+    """Two suites of 2 and 3 tasks: per method and task count, the mean over seeds of the
+    task-averaged success and its 95% t half-width; one suite alone draws nothing."""
+    rows = []
+    for suite, seeds in (("a2", {0: [0.2, 0.4], 1: [0.6, 0.8]}),  # runs 0.3, 0.7
+                         ("b3", {0: [0.0, 0.3, 0.6]})):            # one run 0.3
+        for seed, values in seeds.items():
+            rows += [dict(method="prompt-dt", suite=suite, quality="near-optimal", seed=seed,
+                          task=f"{suite}{t}", metric="success", value=v, protocol="p",
+                          run=f"{suite}{seed}") for t, v in enumerate(values)]
+    df = pd.DataFrame(rows)
+    table = plots.task_scaling(df).set_index("n_tasks")
+    assert table.loc[2, "mean"] == pytest.approx(0.5) and table.loc[2, "n"] == 2
+    # std of (0.3, 0.7) = 0.2828, sem 0.2, t(0.975, 1 dof) = 12.706
+    assert table.loc[2, "half"] == pytest.approx(0.2 * 12.7062, rel=1e-4)
+    assert table.loc[3, "mean"] == pytest.approx(0.3) and table.loc[3, "half"] == 0.0
+    assert is_png(plots.plot_task_scaling(df, tmp_path / "scaling.png"))
+    one_suite = df[df["suite"] == "a2"]
+    assert plots.task_scaling(one_suite).empty
+    assert plots.plot_task_scaling(one_suite, tmp_path / "none.png") is None
