@@ -15,9 +15,11 @@ import gzip
 import hashlib
 import json
 import os
+import pickle
 import platform
 import subprocess
 import time
+import warnings
 import zlib
 from dataclasses import asdict
 from pathlib import Path
@@ -91,6 +93,25 @@ def read_json(path: Path) -> Any:
         raise RunFileError(f"{path}: damaged (not text)") from None
     except json.JSONDecodeError as exc:
         raise RunFileError(f"{path}: damaged (not valid JSON: {exc})") from None
+
+
+def load_plain(path: Path | str | Any) -> Any:
+    """A torch file that holds only tensors and plain containers (dicts, lists, tuples, numbers,
+    strings). Anything else is refused before it is built: unpickling an arbitrary object can
+    run code, and run directories are shared (results/ is made of them). Raises
+    pickle.UnpicklingError saying so."""
+    try:
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols of damaged files
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global: " not in str(exc):  # damaged, not hostile
+            why = str(exc).partition("Unpickler error:")[2].strip().split("\n")[0]
+            raise ValueError(why or "not a torch file") from None
+        found = str(exc).split("Unsupported global: ")[1].split("\n")[0].strip()
+        raise pickle.UnpicklingError(
+            f"it holds objects other than tensors and plain containers ({found[:120]}), and "
+            "loading them could run code") from None
 
 
 CHECKPOINT_KEYS = ("step", "config", "model", "optimizer", "scheduler", "strategy", "rng",
@@ -272,8 +293,10 @@ class RunDir:
             return None
         fix = f"delete it to train {self.path.name} from step 0"
         try:
-            state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
-        except Exception as exc:  # EOFError, UnpicklingError, RuntimeError (zip), ...
+            state = load_plain(self.checkpoint_path)
+        except pickle.UnpicklingError as exc:
+            raise RunFileError(f"{self.checkpoint_path}: refused: {exc}; {fix}") from None
+        except Exception as exc:  # EOFError, RuntimeError (zip), ...
             raise RunFileError(f"{self.checkpoint_path}: damaged checkpoint "
                                f"({type(exc).__name__}: {exc}); {fix}") from None
         lacking = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]

@@ -9,14 +9,17 @@ and checks what the trainer relies on:
 3. masked training steps change the weights, with every mask update checked (shape, dtype, range,
    no NaN) and its diagnostics well formed (a float, or one float per task, per key);
 4. training is deterministic for a seed;
-5. save/restore: a run checkpointed half-way, saved with torch.save and resumed, ends with the
-   masks and weights of an uninterrupted run (so state beyond the masks must be in state_dict).
+5. save/restore: a run checkpointed half-way, saved with torch.save, loaded as every checkpoint
+   is (tensors and plain containers only: nothing in a checkpoint may need unpickling code) and
+   resumed, ends with the masks and weights of an uninterrupted run (so state beyond the masks
+   must be in state_dict).
 
 Each problem raises `MethodCheckError` naming the method and what failed.
 """
 from __future__ import annotations
 
 import io
+import pickle
 from types import SimpleNamespace
 
 import numpy as np
@@ -26,6 +29,7 @@ from mtrl_bench.config import DataConfig, ModelConfig, build_config
 from mtrl_bench.data import OfflineData
 from mtrl_bench.masking import MaskError
 from mtrl_bench.plugins import MethodSpec, registry
+from mtrl_bench.runs import load_plain
 from mtrl_bench.trainer import NonFiniteLoss, Trainer
 
 STEPS = 6  # training steps per check run
@@ -128,8 +132,12 @@ def check_method(method: str | MethodSpec, seed: int = 0) -> None:
     buffer = io.BytesIO()
     torch.save(half.state_dict(), buffer)
     buffer.seek(0)
-    resumed, _ = _run(spec, data, seed, STEPS - STEPS // 2,
-                      torch.load(buffer, weights_only=False))
+    try:
+        state = load_plain(buffer)
+    except pickle.UnpicklingError as exc:
+        raise MethodCheckError(f"method '{name}': checkpoint refused: {exc}; keep a strategy's "
+                               "state_dict() to tensors and plain containers") from None
+    resumed, _ = _run(spec, data, seed, STEPS - STEPS // 2, state)
     if spec.strategy is not None and not _same(resumed.strategy.masks, full.strategy.masks):
         raise MethodCheckError(
             f"method '{name}': masks after save/restore differ from an uninterrupted run: "
