@@ -8,7 +8,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from mtrl_bench_envs.card import CARD_JSON, QUALITIES, quality_episodes, read_card, render_card
-from mtrl_bench_envs.dataset import dataset_dir, default_data_root
+from mtrl_bench_envs.dataset import check_task_file, dataset_dir, default_data_root
 from mtrl_bench_envs.experts import (
     compute_experts,
     experts_table,
@@ -110,7 +110,10 @@ def cmd_info(args: argparse.Namespace) -> int:
             return 0
         directory = found[-1]
         print(f"(the most recently updated of {len(found)} dataset(s) under {root})")
-    print(render_card(read_card(directory), directory))
+    card = read_card(directory)
+    for entry in card["tasks"].values():  # a card is only as good as the files it lists
+        check_task_file(directory, entry)
+    print(render_card(card, directory))
     return 0
 
 

@@ -107,7 +107,9 @@ def _check_shape(path: Path, key: str, array: np.ndarray, shape: tuple[int, ...]
                            f"(episodes, {EPISODE_LENGTH} steps, obs {OBS_DIM} / act {ACT_DIM})")
 
 
-def _load_task_file(directory: Path, task: str, entry: dict, episodes: int) -> dict:
+def check_task_file(directory: Path, entry: dict) -> Path:
+    """The task file a card entry lists, if it is there whole (size and checksum as recorded);
+    DatasetError naming it otherwise."""
     path = directory / entry["file"]
     if not path.is_file():
         raise DatasetError(f"{path}: file not found (the card lists it); regenerate the dataset")
@@ -118,6 +120,11 @@ def _load_task_file(directory: Path, task: str, entry: dict, episodes: int) -> d
     if sha256_file(path) != entry["sha256"]:
         raise DatasetError(f"{path}: checksum does not match the card (file modified); "
                            "delete it and rerun generation")
+    return path
+
+
+def _load_task_file(directory: Path, task: str, entry: dict, episodes: int) -> dict:
+    path = check_task_file(directory, entry)
     arrays = _read_npz(path, FILE_KEYS)
     want = {"observations": ((episodes, EPISODE_LENGTH, OBS_DIM), np.float32),
             "actions": ((episodes, EPISODE_LENGTH, ACT_DIM), np.float32),

@@ -49,6 +49,15 @@ def _dataset_copy(edit: Callable[[Path], None]) -> Callable[[Path, Path], None]:
     return setup
 
 
+def _truncated_task_file(tmp: Path, data: Path) -> None:
+    """A copy of the smoke dataset at tmp/ds whose first task file lost its second half."""
+    shutil.copytree(data, tmp / "copy")
+    (folder,) = (tmp / "copy").iterdir()
+    folder.rename(tmp / "ds")
+    first = sorted((tmp / "ds").glob("*.npz"))[0]
+    first.write_bytes(first.read_bytes()[: first.stat().st_size // 2])
+
+
 def _edit_card(change: Callable[[dict], None]) -> Callable[[Path], None]:
     def edit(folder: Path) -> None:
         card = json.loads((folder / "card.json").read_text())
@@ -191,6 +200,8 @@ CASES = {
                           _dataset_copy(_edit_card(
                               lambda c: _first_task(c).update(sha256="0" * 64))), ["runs"]),
     "data info": Case(["data", "info", "{tmp}/nodata"], "no dataset card"),
+    "data info truncated": Case(["data", "info", "{tmp}/ds"], "(truncated or modified)",
+                                _truncated_task_file),
     # --- checkpoints
     "ckpt empty": Case(RESUME, "damaged checkpoint",
                        _checkpoint(lambda r: (r / "checkpoint.pt").write_bytes(b""))),
