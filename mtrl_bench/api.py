@@ -25,7 +25,7 @@ from mtrl_bench.config import (
     split_overrides,
 )
 from mtrl_bench.plugins import registry
-from mtrl_bench.runs import RunDir, rounded, run_name, write_json
+from mtrl_bench.runs import RunDir, RunFileError, rounded, run_name, write_json
 
 
 class ConfigMismatch(ValueError):
@@ -310,7 +310,14 @@ class Run:
             eval_cfg = dataclasses.replace(eval_cfg, episodes_per_task=episodes)
         device, amp, data = self._setup()
         trainer = Trainer(self.config, data, device, amp)
-        trainer.load_state_dict(state)
+        try:
+            trainer.load_state_dict(state)
+        except RuntimeError as exc:  # PyTorch's many-line size-mismatch report
+            first = next((x.strip() for x in str(exc).splitlines() if "size mismatch" in x
+                          or "Missing key" in x or "Unexpected key" in x), str(exc)[:200])
+            raise RunFileError(f"{self.dir.config_path}: the model it describes does not fit "
+                               f"the checkpoint ({first.rstrip('.')}); was config.json edited?"
+                               ) from None
         result = evaluate(trainer.model, data, get_suite(self.config.suite), eval_cfg,
                           weights=trainer.effective_weights(), device=device, amp_dtype=amp,
                           progress=self.execution.progress)

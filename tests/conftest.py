@@ -1,4 +1,5 @@
-"""Shared fixtures: one real smoke-sized Meta-World dataset for the whole session."""
+"""Shared fixtures: one real smoke-sized Meta-World dataset and one finished smoke run, made
+once for the whole session (copy the run before changing it)."""
 from __future__ import annotations
 
 import pytest
@@ -14,3 +15,16 @@ def smoke_data(tmp_path_factory):
     episodes = load_profile("smoke")["data"]["episodes"]
     ensure_dataset("mt5", episodes, 0, root=root, progress=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory, smoke_data):
+    """An experiment-like folder `exp/` holding one real, finished smoke run at `exp/runs/run`
+    (4 steps, with its checkpoint)."""
+    from mtrl_bench.cli import main
+
+    root = tmp_path_factory.mktemp("finished")
+    code = main(["train", "--profile", "smoke", "--quiet", "--steps", "4", "--data-dir",
+                 str(smoke_data), "--out", str(root / "exp" / "runs" / "run")])
+    assert code in (0, None)
+    return root / "exp"

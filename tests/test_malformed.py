@@ -337,3 +337,20 @@ def test_a_duplicate_method_from_another_package_stops_every_command(monkeypatch
         err = capsys.readouterr().err
         assert "registered by both 'mtrl-bench' and 'impostor-dist'" in err
         assert len(err.strip().splitlines()) == 1
+
+
+def test_eval_of_a_run_whose_config_was_edited_names_config_json(finished_run, tmp_path, capsys):
+    """config.json says another model than the checkpoint holds: one line naming config.json
+    and the first mismatch, not PyTorch's many-line state_dict report; nothing written."""
+    shutil.copytree(finished_run, tmp_path / "exp")
+    run = tmp_path / "exp" / "runs" / "run"
+    config = json.loads((run / "config.json").read_text())
+    config["model"]["embed_dim"] *= 2
+    (run / "config.json").write_text(json.dumps(config))
+    before = sorted(run.iterdir())
+    code = main(["eval", str(run), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code not in (0, None)
+    assert len(err) == 1 and "config.json: the model it describes does not fit" in err[0], err
+    assert "size mismatch" in err[0]
+    assert sorted(run.iterdir()) == before

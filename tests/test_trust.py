@@ -25,16 +25,6 @@ class Payload:
         return builtins.open, (self.marker, "w")
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, smoke_data):
-    """One real smoke run (trained once for the module), in an experiment-like folder."""
-    root = tmp_path_factory.mktemp("trusted")
-    code = main(["train", "--profile", "smoke", "--quiet", "--steps", "4", "--data-dir",
-                 str(smoke_data), "--out", str(root / "exp" / "runs" / "run")])
-    assert code in (0, None)
-    return root / "exp"
-
-
 def _crafted_copy(finished_run: Path, tmp_path: Path) -> tuple[Path, Path]:
     exp = tmp_path / "exp"
     shutil.copytree(finished_run, exp)
