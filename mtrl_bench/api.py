@@ -230,9 +230,9 @@ class Run:
             seconds_before = float(state.get("train_seconds", 0.0))
         if not run.config_path.exists():
             run.create(cfg, registry().distributions(), method_fingerprint(cfg.method))
-        run.truncate_metrics(start)  # records after the checkpoint (or all, from step 0)
         run.record_execution(ex, device=str(device), amp=str(amp).removeprefix("torch."),
-                             resumed_at=start)
+                             resumed_at=start)  # first: a damaged manifest stops before any edit
+        run.truncate_metrics(start)  # records after the checkpoint (or all, from step 0)
         run.set_status("running", step=start)
 
         t, total = cfg.train, cfg.train.steps

@@ -167,7 +167,14 @@ class RunDir:
     def record_execution(self, execution: Execution, **resolved: Any) -> None:
         """Append how this stretch of the run executes (settings, the device and autocast dtype
         they resolved to) to the manifest: execution is recorded, never part of the name."""
+        # The manifest is provenance, not identity (config.json is, and a resume checks it
+        # against the checkpoint): a hand-edited manifest cannot change what trains, so it is
+        # appended to as found; one that is not a JSON object is refused, naming it.
         manifest = read_json(self.manifest_path) if self.manifest_path.exists() else {}
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("executions", []),
+                                                            list):
+            raise RunFileError(f"{self.manifest_path}: not a run manifest (a JSON object with "
+                               "an 'executions' list); restore it or delete the run to retrain")
         # the GPUs this process may see (a scheduler such as Ray sets it; "" = none)
         entry = {**asdict(execution), **resolved, "host": platform.node(),
                  "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),

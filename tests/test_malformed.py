@@ -354,3 +354,29 @@ def test_eval_of_a_run_whose_config_was_edited_names_config_json(finished_run, t
     assert len(err) == 1 and "config.json: the model it describes does not fit" in err[0], err
     assert "size mismatch" in err[0]
     assert sorted(run.iterdir()) == before
+
+
+@pytest.mark.parametrize("manifest, ok", [('{"executions": [], "note": "edited by hand"}', True),
+                                          ('["not", "a", "manifest"]', False)])
+def test_resume_after_the_manifest_was_edited(manifest, ok, finished_run, smoke_data, tmp_path,
+                                              capsys):
+    """The manifest is provenance: a hand edit is kept and appended to (identity lives in
+    config.json); one that is not a manifest stops the resume with one line, metrics intact."""
+    shutil.copytree(finished_run, tmp_path / "exp")
+    run = tmp_path / "exp" / "runs" / "run"
+    (run / "DONE").unlink()
+    (run / "manifest.json").write_text(manifest)
+    metrics = (run / "metrics.jsonl.gz").read_bytes() if (run / "metrics.jsonl.gz").exists() \
+        else (run / "metrics.jsonl").read_bytes()
+    code = main(["train", "--profile", "smoke", "--quiet", "--steps", "4", "--out", str(run),
+                 "--resume", "--data-dir", str(smoke_data)])
+    err = capsys.readouterr().err
+    if ok:
+        assert code in (0, None), err
+        kept = json.loads((run / "manifest.json").read_text())
+        assert kept["note"] == "edited by hand" and kept["executions"][-1]["resumed_at"] == 4
+    else:
+        assert code not in (0, None)
+        assert "manifest.json: not a run manifest" in err
+        stored = [p for p in run.iterdir() if p.name.startswith("metrics.jsonl")]
+        assert [p.read_bytes() for p in stored] == [metrics]
