@@ -215,6 +215,7 @@ class Run:
                 shutil.rmtree(created, ignore_errors=True)  # began: no empty directory is left
 
     def _train_locked(self, resume: bool, stop_after: int | None) -> dict | None:
+        import torch
         from tqdm.auto import tqdm
 
         from mtrl_bench.trainer import Trainer
@@ -231,6 +232,7 @@ class Run:
         if not run.config_path.exists():
             run.create(cfg, registry().distributions(), method_fingerprint(cfg.method))
         run.record_execution(ex, device=str(device), amp=str(amp).removeprefix("torch."),
+                             threads=torch.get_num_threads(),  # what ran, not "0 = default"
                              resumed_at=start)  # first: a damaged manifest stops before any edit
         run.truncate_metrics(start)  # records after the checkpoint (or all, from step 0)
         run.set_status("running", step=start)

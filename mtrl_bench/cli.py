@@ -3,7 +3,9 @@ experiments: `grid` and `harness`; tables: `results`, `report`, `plots`)."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -408,8 +410,14 @@ def main(argv: list[str] | None = None) -> int:
         return _main(argv)
 
 
+def _terminate(*_: object) -> None:
+    raise KeyboardInterrupt  # `kill` stops a command as Ctrl-C does: records kept, status set
+
+
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None
     try:
         return int(args.func(args) or 0)
     except (ValueError, KeyError, OSError, RuntimeError) as exc:
@@ -420,6 +428,9 @@ def _main(argv: list[str] | None) -> int:
         print("mtrl-bench: interrupted; finished work is kept. Rerun the same command to "
               "continue (`train` needs --resume)", file=sys.stderr)
         return 130
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -310,3 +310,39 @@ def test_run_writes_where_git_ignores_unless_given_a_path(tmp_path, smoke_data, 
     assert not (tmp_path / "results").exists()
     ignored = (Path(__file__).resolve().parents[1] / ".gitignore").read_text().splitlines()
     assert "/runs/" in ignored
+
+
+@pytest.mark.slow
+def test_train_stopped_by_kill_is_interrupted_not_running(tmp_path, smoke_data):
+    """`kill` (SIGTERM) stops `train` as Ctrl-C does: status "interrupted", exit 130, the lock
+    released, and `--resume` continues from the last checkpoint."""
+    run = tmp_path / "run"
+    argv = [sys.executable, "-m", "mtrl_bench.cli", "train", "--profile", "smoke", "--quiet",
+            "--steps", "100000", "--data-dir", str(smoke_data), "--out", str(run)]
+    child = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (run / "checkpoint.pt").exists():
+            time.sleep(0.2)
+        assert (run / "checkpoint.pt").exists(), "no checkpoint within 120 s"
+        child.terminate()
+        _, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == 130, err
+    assert RunDir(run).status()["state"] == "interrupted"
+    assert not RunLock(run).is_held()
+
+
+def test_the_manifest_records_the_threads_that_ran(smoke_data, tmp_path):
+    """Not given, threads default to the machine's cores; the manifest says how many ran."""
+    run = Run.prepare("prompt-dt", "mt5", "near-optimal", 0, "smoke", {"train.steps": "2"},
+                      execution={"device": "cpu", "progress": False, "threads": 0,
+                                 "data_dir": str(smoke_data)}, out=tmp_path / "run")
+    before = torch.get_num_threads()
+    try:
+        run.train()
+    finally:
+        torch.set_num_threads(before)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["executions"][-1]["threads"] == (os.cpu_count() or 1)
