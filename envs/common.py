@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import os
+import re
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -56,6 +57,19 @@ def _signals_deferred() -> Iterator[None]:
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
         if caught:
             signal.raise_signal(caught[0])
+
+
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*", re.ASCII)
+
+
+def check_plain_name(kind: str, name: str) -> str:
+    """`name` if it can safely become a folder name (ASCII letters, digits, '.', '_', '+', '-',
+    first a letter or digit: no separator, no '..', one spelling per name); ValueError naming
+    it otherwise. Methods and experiments name the folders their runs and reports go to."""
+    if not isinstance(name, str) or not PLAIN_NAME.fullmatch(name):
+        raise ValueError(f"{kind} name {name!r} is not a plain name (ASCII letters, digits, "
+                         "'.', '_', '+', '-', starting with a letter or digit): it names folders")
+    return name
 
 
 def unknown_name_message(kind: str, name: str, valid: Iterable[str]) -> str:

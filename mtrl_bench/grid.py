@@ -161,6 +161,12 @@ def _names(source: str, data: dict[str, Any], key: str, kind: type) -> tuple[Any
 
 def parse_experiment(text: str, source: str, name: str) -> Experiment:
     """Parse and check the shape of an experiment; names are checked by `expand`."""
+    from mtrl_bench_envs.common import check_plain_name
+
+    try:
+        check_plain_name("experiment", name)
+    except ValueError as exc:
+        raise ValueError(f"{source}: {exc}; rename the file") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

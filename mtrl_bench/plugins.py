@@ -61,6 +61,12 @@ class MethodSpec:
         if not isinstance(self.name, str) or not self.name or self.name != self.name.strip(
                 ).lower() or " " in self.name:
             raise PluginError(f"method name {self.name!r} must be lowercase with no spaces")
+        from mtrl_bench_envs.common import check_plain_name
+
+        try:
+            check_plain_name("method", self.name)
+        except ValueError as exc:
+            raise PluginError(str(exc)) from None
         if not dataclasses.is_dataclass(self.config_cls):
             raise PluginError(f"method {self.name!r}: config_cls must be a dataclass")
         if self.strategy is not None and not callable(self.strategy):

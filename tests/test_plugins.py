@@ -135,6 +135,9 @@ def test_unknown_method_suggests_the_closest_name():
 def test_spec_validation():
     with pytest.raises(PluginError, match="lowercase"):
         MethodSpec(name="Bad Name", config_cls=_Cfg, strategy=None, description="")
+    for folder_breaking in ("x/../../../escaped", "..", "a\\b", "random5-\u0663"):
+        with pytest.raises(PluginError, match="not a plain name"):  # names become folders
+            MethodSpec(name=folder_breaking, config_cls=_Cfg, strategy=None, description="")
     with pytest.raises(PluginError, match="callable"):
         MethodSpec(name="m", config_cls=_Cfg, strategy="not a factory", description="")
     with pytest.raises(PluginError, match="diagnostics"):
