@@ -188,8 +188,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ValueError("--gpus-per-run is for --executor ray (locally, --workers sets the "
                          "runs at a time)")
     # grid.json lists the whole grid, so a report after --only-method says what is still missing
-    everything = grid.expand(exp, out / "runs")
-    runs = (grid.expand(exp, out / "runs", only_methods=args.only_method)  # checks the names
+    max_runs = args.max_runs or grid.MAX_RUNS
+    everything = grid.expand(exp, out / "runs", max_runs=max_runs)
+    runs = (grid.expand(exp, out / "runs", only_methods=args.only_method,  # checks the names
+                        max_runs=max_runs)
             if args.only_method else everything)
     grid.write_grid(exp, everything, out)
     print(f"experiment '{exp.name}' ({exp.source}): {len(runs)} runs -> {out}"
@@ -297,6 +299,8 @@ def add_experiment_parsers(sub: argparse._SubParsersAction) -> None:
                    "git ignores; committed evidence goes to results/<name> only when asked)")
     p.add_argument("--only-method", action="append", metavar="METHOD",
                    help="run only this method of the grid (repeatable)")
+    p.add_argument("--max-runs", type=int, metavar="N",
+                   help="refuse a grid of more runs than this (default 10,000)")
     p.add_argument("--profile", help="override the experiment's profile (smoke | cpu | paper)")
     p.add_argument("--suite", action="append", metavar="SUITE",
                    help="run these suites instead of the experiment's (repeatable)")

@@ -206,8 +206,9 @@ def parse_experiment(text: str, source: str, name: str) -> Experiment:
         sweeps.append(Sweep(str(label or "+".join(parts)), flat))
     seeds = _names(source, data, "seeds", int)
     reference_seeds = data.get("reference_seeds", list(seeds))
+    known = set(seeds)  # a set: a grid of a million seeds must not take minutes to check
     if not isinstance(reference_seeds, list) or not all(
-            isinstance(s, int) and not isinstance(s, bool) and s in seeds
+            isinstance(s, int) and not isinstance(s, bool) and s in known
             for s in reference_seeds):
         raise ValueError(f"{source}: 'reference_seeds' must be a list of the grid's seeds "
                          f"({', '.join(map(str, seeds))}), or [] for no BC reference")
@@ -230,7 +231,8 @@ def with_overrides(exp: Experiment, profile: str | None = None,
     seeds = tuple(dict.fromkeys(seeds)) or exp.seeds
     # BC references: the file's reference seeds among the new seeds; when the file names none of
     # them (and did not ask for none), the first new seed
-    kept = tuple(s for s in exp.reference_seeds if s in seeds)
+    chosen = set(seeds)
+    kept = tuple(s for s in exp.reference_seeds if s in chosen)
     reference_seeds = kept or (seeds[:1] if exp.reference_seeds else ())
     return dataclasses.replace(
         exp, profile=profile or exp.profile, overrides={**exp.overrides, **overrides},
@@ -318,11 +320,31 @@ def _label(method: str, point: dict[str, Any], base: dict[str, Any]) -> str:
     return f"{method}[{', '.join(changed)}]" if changed else method
 
 
-def expand(exp: Experiment, runs_root: Path, only_methods: Iterable[str] | None = None
-           ) -> list[GridRun]:
-    """Validate the experiment and list its runs (deduplicated by resolved config)."""
+MAX_RUNS = 10_000  # a grid larger than this is a typo more often than a plan: asked for, not run
+
+
+def grid_size(exp: Experiment) -> int:
+    """Runs the grid names before deduplication (cheap: nothing is built)."""
+    points = len(Sweep("", exp.axes).points()) if exp.axes else 1
+    if exp.sweeps:
+        points *= sum(len(s.points()) for s in exp.sweeps)
+    return len(exp.seeds) * len(exp.suites) * len(exp.qualities) * points * len(exp.methods)
+
+
+def expand(exp: Experiment, runs_root: Path, only_methods: Iterable[str] | None = None,
+           max_runs: int = MAX_RUNS) -> list[GridRun]:
+    """Validate the experiment and list its runs (deduplicated by resolved config); a grid of
+    more than `max_runs` runs is refused, saying its size, before anything is expanded."""
     from mtrl_bench.api import Run
     from mtrl_bench_envs.common import unknown_name_message
+
+    size = grid_size(exp)
+    if size > max_runs:
+        raise ValueError(
+            f"{exp.source}: {size:,} runs ({len(exp.methods)} methods x {len(exp.suites)} "
+            f"suites x {len(exp.qualities)} qualities x {len(exp.seeds)} seeds x sweep points) "
+            f"is more than {max_runs:,} (at minutes to hours a run, likely a typo); pass "
+            f"--max-runs {size} if it is meant")
 
     try:
         _validate_names(exp, exp.methods)  # the whole grid, whatever subset runs now
