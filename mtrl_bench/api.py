@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +63,19 @@ def load_datasets(cfg: RunConfig, data_dir: str | Path | None = None,
                                root=Path(data_dir) if data_dir else None, progress=progress,
                                recipe=cfg.data.recipe)
     return load_dataset(directory, suite.tasks, cfg.quality)
+
+
+def remove_empty_folders(path: Path, up_to: Path) -> None:
+    """Remove `path`, then its parents up to `up_to`, while each is empty. A folder that holds
+    anything (another run that started meanwhile, a user's file) stops it: a command removes only
+    folders it made and nobody else wrote into, never a shared runs root with another run."""
+    path, up_to = Path(path).absolute(), Path(up_to).absolute()
+    while path == up_to or up_to in path.parents:
+        try:
+            path.rmdir()  # atomic: fails on a folder that is not empty
+        except OSError:
+            return
+        path = path.parent
 
 
 def _first_missing(path: Path) -> Path | None:
@@ -199,7 +211,7 @@ class Run:
             self.dir.clean_temporary_files()
             return self._train_locked(resume, stop_after)
         except KeyboardInterrupt:
-            if self.dir.path.exists() and not self.dir.complete:
+            if self.dir.config_path.exists() and not self.dir.complete:
                 self.dir.set_status("interrupted")
             raise
         except (ConfigMismatch, RunLocked):
@@ -212,7 +224,7 @@ class Run:
         finally:
             lock.release()
             if created is not None and not self.dir.config_path.exists():  # failed before it
-                shutil.rmtree(created, ignore_errors=True)  # began: no empty directory is left
+                remove_empty_folders(self.dir.path, created)  # began: only what it made, empty
 
     def _train_locked(self, resume: bool, stop_after: int | None) -> dict | None:
         import torch

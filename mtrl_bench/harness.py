@@ -80,8 +80,11 @@ def execute(task: RunTask) -> dict[str, Any]:
         raise  # the run marked itself interrupted
     except Exception as exc:  # a failed run is recorded; the grid goes on
         error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
-        if run.path.exists():
-            record_failure(run, error, traceback.format_exc())
+        # recorded even when the run failed before it began (a bad dataset root, a plugin's
+        # factory raising): a folder holding only status.json and error.txt, which the report
+        # reads, and which a rerun of the grid replaces
+        run.path.mkdir(parents=True, exist_ok=True)
+        record_failure(run, error, traceback.format_exc())
         return _summary(task, "failed", t0, error=error)
 
 

@@ -346,3 +346,46 @@ def test_the_manifest_records_the_threads_that_ran(smoke_data, tmp_path):
         torch.set_num_threads(before)
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["executions"][-1]["threads"] == (os.cpu_count() or 1)
+
+
+@pytest.mark.parametrize("failure", [KeyboardInterrupt, RuntimeError])
+def test_a_run_that_fails_before_it_begins_removes_only_what_it_made(
+        failure, smoke_data, tmp_path, monkeypatch):
+    """Run A creates the runs root R; while A loads its data, run B starts in R; A is stopped.
+    A removes its own empty folder only: R and B's run stay (once, A removed all of R)."""
+    import mtrl_bench.api as api
+
+    root = tmp_path / "R"
+    other = root / "other-run"
+
+    def meanwhile(*args, **kwargs):
+        other.mkdir(parents=True)
+        (other / "config.json").write_text("{}")  # another process's run, begun
+        raise failure("stopped while loading data")
+
+    monkeypatch.setattr(api, "load_datasets", meanwhile)
+    run = Run.prepare("prompt-dt", "mt5", "near-optimal", 0, "smoke",
+                      execution={"device": "cpu", "progress": False,
+                                 "data_dir": str(smoke_data)}, out=root / "a" / "run")
+    with pytest.raises(failure):
+        run.train()
+    assert (other / "config.json").exists()
+    assert not (root / "a").exists()  # A's own folders, empty, are gone
+
+
+def test_a_grid_run_that_fails_before_it_begins_is_reported_failed(tmp_path, monkeypatch,
+                                                                    capsys):
+    """A bad dataset root fails every run before config.json: the report says "failed" and
+    why, not "not run yet"; the record is a status file, not a half run."""
+    from mtrl_bench.results import collect
+
+    (tmp_path / "g.toml").write_text('methods = ["prompt-dt"]\nsuites = ["mt5"]\n'
+                                     'qualities = ["sub-optimal"]\nseeds = [0]\n'
+                                     'profile = "smoke"\nreference_seeds = []\n')
+    monkeypatch.setenv("MTRL_BENCH_DATA", "/etc/hostname")
+    main(["run", str(tmp_path / "g.toml"), "--out", str(tmp_path / "G"), "--quiet",
+          "--workers", "1"])
+    _, problems = collect(tmp_path / "G")
+    assert problems and "failed:" in problems[0] and "not run yet" not in problems[0], problems
+    (folder,) = (tmp_path / "G" / "runs").iterdir()
+    assert sorted(p.name for p in folder.iterdir()) == ["error.txt", "status.json"]
