@@ -234,6 +234,13 @@ class Run:
 
         cfg, ex, run = self.config, self.execution, self.dir
         state = run.load_checkpoint() if resume else None
+        if resume and state is None and run.config_path.exists():
+            logged = max((r.get("step", 0) for r in run.metrics()), default=0)
+            if logged:  # starting over would silently drop them: say so, change nothing
+                raise RunFileError(
+                    f"{run.checkpoint_path}: missing, so --resume cannot continue "
+                    f"{run.path.name} (its metrics reach step {logged}); train without "
+                    "--resume into a new --out, or delete the folder to start it over")
         self._check_identity(state)
         device, amp, data = self._setup()
         trainer = Trainer(cfg, data, device, amp)

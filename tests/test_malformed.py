@@ -387,3 +387,21 @@ def test_resume_after_the_manifest_was_edited(manifest, ok, finished_run, smoke_
         assert "manifest.json: not a run manifest" in err
         stored = [p for p in run.iterdir() if p.name.startswith("metrics.jsonl")]
         assert [p.read_bytes() for p in stored] == [metrics]
+
+
+def test_resume_without_its_checkpoint_refuses_and_keeps_the_records(finished_run, smoke_data,
+                                                                     tmp_path, capsys):
+    """--resume after the checkpoint was deleted: one line saying what is missing, exit != 0,
+    the logged metrics untouched (it used to restart from step 0 and drop them, exit 0)."""
+    shutil.copytree(finished_run, tmp_path / "exp")
+    run = tmp_path / "exp" / "runs" / "run"
+    for name in ("DONE", "checkpoint.pt"):
+        (run / name).unlink()
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    code = main(["train", "--profile", "smoke", "--quiet", "--steps", "4", "--out", str(run),
+                 "--resume", "--data-dir", str(smoke_data)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code not in (0, None)
+    assert len(err) == 1 and "checkpoint.pt: missing, so --resume cannot continue" in err[0]
+    after = {p.name: p.read_bytes() for p in run.iterdir() if p.name != "status.json"}
+    assert after == {k: v for k, v in before.items() if k != "status.json"}
