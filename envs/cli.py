@@ -72,6 +72,8 @@ def add_parser(sub) -> None:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     check_episodes(args.episodes)  # before dataset_dir names a folder after a bad count
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
     directory = args.out or dataset_dir(args.suite, args.episodes, args.seed,
                                         recipe=args.recipe)
     try:

@@ -77,7 +77,10 @@ def get_suite(name: str) -> Suite:
     if name in SUITES:
         return SUITES[name]
     prefix, _, seed = name.partition("-")
-    if prefix in ("random5", "random30") and seed.isdigit():
+    # ASCII digits in canonical form only: "random5-٣" or "random5-03" would be new names
+    # (new run identities) for the tasks of random5-3
+    if prefix in ("random5", "random30") and seed.isascii() and seed.isdigit() \
+            and seed == str(int(seed)):
         k = int(prefix.removeprefix("random"))
         return Suite(name, _random_combination(k, int(seed)),
                      description=f"{k} tasks drawn from MT50 with seed {seed}", family=prefix)

@@ -171,6 +171,8 @@ def parse_experiment(text: str, source: str, name: str) -> Experiment:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{source}: malformed TOML: {exc}") from None  # names line and column
+    except RecursionError:
+        raise ValueError(f"{source}: malformed TOML: nested too deeply") from None
     from mtrl_bench_envs.common import unknown_name_message
 
     for key in data:
@@ -194,6 +196,9 @@ def parse_experiment(text: str, source: str, name: str) -> Experiment:
     if not isinstance(raw_sweeps, list):
         raise ValueError(f"{source}: sweeps are written [[sweep]] (an array of tables)")
     for i, table in enumerate(raw_sweeps):
+        if not isinstance(table, dict):
+            raise ValueError(f"{source}: sweep number {i + 1} is a {type(table).__name__}; "
+                             "sweeps are written [[sweep]] (an array of tables)")
         table = dict(table)
         label = table.pop("name", None)
         flat = _flatten(table)
