@@ -198,6 +198,12 @@ def generate_dataset(suite: Suite | str, episodes: int, seed: int, directory: Pa
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     directory = Path(directory)
+    # Finished data is only read: no lock file, no write, so a dataset on a read-only mount
+    # trains (task files and the card are written whole, atomically, so no lock is needed).
+    if (directory / CARD_JSON).exists():
+        card = open_card(directory, new_card(suite, episodes, seed, recipe))
+        if all(unfinished_reason(directory, card, task) is None for task in tasks):
+            return directory
     prepare_directory(directory)
     with locked(directory):
         card = open_card(directory, new_card(suite, episodes, seed, recipe))

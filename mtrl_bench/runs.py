@@ -215,7 +215,16 @@ class RunDir:
     def log(self, record: dict[str, Any]) -> None:
         if self.compact_metrics_path.exists():  # a compacted log grows again as plain lines
             self._write_plain(self.metrics())
-        with open(self.metrics_path, "a") as f:
+        try:  # O_NOFOLLOW: a symlink planted in a run must not make it write elsewhere
+            fd = os.open(self.metrics_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW,
+                         0o644)
+        except OSError as exc:
+            if not self.metrics_path.is_symlink():
+                raise
+            raise RunFileError(f"{self.metrics_path}: a symlink (to "
+                               f"{os.readlink(self.metrics_path)}); a run writes only into its "
+                               "own folder: remove the link") from exc
+        with os.fdopen(fd, "a") as f:
             f.write(json.dumps(log_record(record)) + "\n")
 
     def _read_log(self) -> tuple[Path, str] | None:

@@ -247,3 +247,27 @@ def test_missing_task_card_and_quality(copy):
     (copy / "card.json").unlink()
     with pytest.raises(DatasetError, match="no dataset card"):
         load_dataset(copy, TASKS, "near-optimal")
+
+
+def test_a_complete_dataset_is_read_without_writing(smoke_data, tmp_path, monkeypatch):
+    """A finished dataset (e.g. on a read-only mount) is used as it is: no lock taken, no file
+    created; only missing tasks need the folder to be writable."""
+    import shutil
+
+    from mtrl_bench.config import load_profile
+    from mtrl_bench_envs import generate
+    from mtrl_bench_envs.dataset import ensure_dataset
+
+    root = tmp_path / "ro"
+    shutil.copytree(smoke_data, root)
+    for lock in root.rglob(".lock"):
+        lock.unlink()
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+
+    def no_lock(directory):
+        raise AssertionError(f"took a lock on {directory}")
+
+    monkeypatch.setattr(generate, "locked", no_lock)
+    episodes = load_profile("smoke")["data"]["episodes"]
+    ensure_dataset("mt5", episodes, 0, root=root, progress=False)
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before

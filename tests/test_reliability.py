@@ -389,3 +389,17 @@ def test_a_grid_run_that_fails_before_it_begins_is_reported_failed(tmp_path, mon
     assert problems and "failed:" in problems[0] and "not run yet" not in problems[0], problems
     (folder,) = (tmp_path / "G" / "runs").iterdir()
     assert sorted(p.name for p in folder.iterdir()) == ["error.txt", "status.json"]
+
+
+def test_a_planted_symlink_does_not_make_a_run_write_elsewhere(tmp_path):
+    """A dangling metrics.jsonl symlink: logging refuses, naming it; the target never appears."""
+    from mtrl_bench.runs import RunFileError
+
+    run = tmp_path / "run"
+    run.mkdir()
+    outside = tmp_path / "outside" / "planted.txt"
+    outside.parent.mkdir()
+    (run / "metrics.jsonl").symlink_to(outside)
+    with pytest.raises(RunFileError, match="metrics.jsonl: a symlink"):
+        RunDir(run).log({"step": 1, "loss": 0.5})
+    assert not outside.exists()
