@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, NoReturn
 
 from tabulate import tabulate
 
+from mtrl_bench.outputs import claim
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -54,6 +56,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.steps is not None:
         overrides["train.steps"] = str(args.steps)
     method = args.method or paper().default_method
+    if args.out is not None:
+        claim(args.out, "run")
     run = Run.prepare(method, args.suite, args.quality, args.seed, args.profile, overrides,
                       execution=_execution(args), out=args.out, runs_root=args.runs)
     if run.complete:
@@ -179,7 +183,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                               args.suite or (), args.seed or ())
     execution = build_execution(exp.profile, {**settings, **_execution(args)})
     reference = _reference(args.reference, list(exp.methods))
-    out = (args.out or EXPERIMENTS_ROOT / exp.name).resolve()
+    out = claim((args.out or EXPERIMENTS_ROOT / exp.name).resolve(), "experiment", exp.name)
     workers = args.workers if args.workers is not None else harness.default_workers(
         execution.device)
     if workers < 1:
@@ -247,6 +251,8 @@ def cmd_report(args: argparse.Namespace) -> int:
                          "(a directory of its own for the joint report)")
     from mtrl_bench.report import comparison_text
 
+    if args.out is not None:
+        claim(args.out, "report")
     df, _, reference = _report(dirs, args.reference, out=args.out)
     print()
     print(comparison_text(df, reference))

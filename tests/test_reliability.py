@@ -403,3 +403,44 @@ def test_a_planted_symlink_does_not_make_a_run_write_elsewhere(tmp_path):
     with pytest.raises(RunFileError, match="metrics.jsonl: a symlink"):
         RunDir(run).log({"step": 1, "loss": 0.5})
     assert not outside.exists()
+
+
+def _user_folder(folder: Path, names: tuple[str, ...]) -> dict[str, bytes]:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / name).write_text(f"the user's own {name}\n")
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+GRID = ('methods = ["prompt-dt"]\nsuites = ["mt5"]\nqualities = ["sub-optimal"]\n'
+        'seeds = [0]\nprofile = "smoke"\nreference_seeds = []\n')
+
+
+@pytest.mark.parametrize("case", ["train into user files", "report over a user's results.csv",
+                                  "run B into A's experiment"])
+def test_outputs_never_overwrite_what_the_project_did_not_write(case, finished_run, smoke_data,
+                                                                 tmp_path, capsys):
+    """Outputs go only into new or empty folders or into the project's own folders of the same
+    kind; anything else is one line naming the folder, and every file in it is untouched."""
+    target = tmp_path / "target"
+    if case == "train into user files":
+        kept = _user_folder(target, ("manifest.json", "metrics.jsonl"))
+        argv = ["train", "--profile", "smoke", "--quiet", "--steps", "2", "--out", str(target),
+                "--data-dir", str(smoke_data)]
+    elif case == "report over a user's results.csv":
+        kept = _user_folder(target, ("results.csv",))
+        argv = ["report", str(finished_run), "--out", str(target)]
+    else:
+        (tmp_path / "a.toml").write_text(GRID)
+        (tmp_path / "b.toml").write_text(GRID.replace("[0]", "[1]"))
+        assert main(["run", str(tmp_path / "a.toml"), "--out", str(target), "--quiet",
+                     "--data-dir", str(smoke_data)]) == 0
+        capsys.readouterr()
+        kept = {p.name: p.read_bytes() for p in target.iterdir() if p.is_file()}
+        argv = ["run", str(tmp_path / "b.toml"), "--out", str(target), "--quiet",
+                "--data-dir", str(smoke_data)]
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code not in (0, None)
+    assert len(err) == 1 and str(target) in err[0], err
+    assert {p.name: p.read_bytes() for p in target.iterdir() if p.is_file()} == kept
