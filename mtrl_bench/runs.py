@@ -11,6 +11,7 @@ like a plain one.
 """
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import json
@@ -300,7 +301,17 @@ class RunDir:
 
     # -- checkpoint ----------------------------------------------------------------------------
     def save_checkpoint(self, state: dict[str, Any]) -> None:
-        atomic_write(self.checkpoint_path, lambda f: torch.save(state, f))
+        """Written whole or not at all: on failure the previous checkpoint stays."""
+        try:
+            atomic_write(self.checkpoint_path, lambda f: torch.save(state, f))
+        except (OSError, RuntimeError) as exc:
+            # a full disk reaches torch.save's zip writer as "[enforce fail ...] unexpected pos"
+            full = getattr(exc, "errno", None) == errno.ENOSPC or "unexpected pos" in str(exc)
+            if not full:
+                raise
+            raise OSError(errno.ENOSPC, f"{self.checkpoint_path}: no space left on device "
+                          "while saving the checkpoint (the previous one is kept); free space "
+                          "and resume") from None
 
     def load_checkpoint(self) -> dict[str, Any] | None:
         """The checkpoint, None if there is none; RunFileError naming the file when it is

@@ -444,3 +444,22 @@ def test_outputs_never_overwrite_what_the_project_did_not_write(case, finished_r
     assert code not in (0, None)
     assert len(err) == 1 and str(target) in err[0], err
     assert {p.name: p.read_bytes() for p in target.iterdir() if p.is_file()} == kept
+
+
+def test_a_full_disk_while_checkpointing_says_so_and_keeps_the_last_checkpoint(tmp_path,
+                                                                                monkeypatch):
+    """torch.save on a full disk fails deep in its zip writer; the user reads "no space left on
+    device" and the file, and the previous checkpoint is still there, whole."""
+    run = RunDir(tmp_path / "run")
+    run.save_checkpoint({"step": 10, "model": {"w": torch.ones(2)}})
+
+    def full_disk(obj, f, *args, **kwargs):
+        f.write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match="checkpoint.pt: no space left on device"):
+        run.save_checkpoint({"step": 20, "model": {"w": torch.zeros(2)}})
+    monkeypatch.undo()
+    assert torch.load(run.checkpoint_path, weights_only=True)["step"] == 10
+    assert [p.name for p in run.path.iterdir()] == ["checkpoint.pt"]  # no temp file left
