@@ -21,6 +21,8 @@ def kind_of(folder: Path) -> str | None:
     for kind, marks in MARKS.items():
         if all((folder / m).is_file() for m in marks):
             return kind
+    if [p.name for p in folder.iterdir()] == ["runs"] and (folder / "runs").is_dir():
+        return "experiment"  # runs trained with `train --runs DIR/runs`, no grid run there yet
     return None
 
 
@@ -39,7 +41,7 @@ def claim(folder: str | Path, kind: str, experiment: str | None = None) -> Path:
         what = f"a {found} folder" if found else "files mtrl-bench did not write"
         raise ValueError(f"{folder}: holds {what} ({shown}); {kind} output goes only into a new "
                          f"or empty folder or a {kind} folder of its own: give another")
-    if kind == "experiment" and experiment is not None:
+    if kind == "experiment" and experiment is not None and (folder / "grid.json").exists():
         try:
             other = json.loads((folder / "grid.json").read_text()).get("experiment")
         except (ValueError, UnicodeDecodeError):

@@ -59,11 +59,19 @@ def test_a_run_killed_before_its_first_checkpoint_logs_each_step_once(smoke):
     assert steps == sorted(set(steps)) == list(range(2, 21, 2))
 
 
-def test_a_deleted_checkpoint_retrains_from_zero_without_old_metrics(smoke):
+def test_a_deleted_checkpoint_stops_resume_and_retrains_from_zero_when_asked(smoke):
+    """--resume without its checkpoint refuses and keeps the records; training anew (a grid
+    does so for a run with no checkpoint) starts from zero without the old records."""
+    from mtrl_bench.runs import RunFileError
+
     run = smoke()
     run.train(stop_after=12)
     run.dir.checkpoint_path.unlink()
-    result = run.train(resume=True)
+    logged = run.dir.metrics()
+    with pytest.raises(RunFileError, match="checkpoint.pt: missing"):
+        run.train(resume=True)
+    assert run.dir.metrics() == logged
+    result = run.train(resume=False)
     steps = [r["step"] for r in run.dir.metrics() if r["kind"] == "train"]
     assert result is not None and steps == sorted(set(steps))
 
