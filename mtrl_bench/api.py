@@ -24,6 +24,7 @@ from mtrl_bench.config import (
     split_overrides,
 )
 from mtrl_bench.plugins import registry
+from mtrl_bench.progress import ProgressRecord
 from mtrl_bench.runs import RunDir, RunFileError, rounded, run_name, write_json
 
 
@@ -209,7 +210,8 @@ class Run:
             if self.dir.complete:
                 return read_json(self.dir.eval_path)
             self.dir.clean_temporary_files()
-            return self._train_locked(resume, stop_after)
+            return self._train_locked(resume, stop_after, ProgressRecord(self.dir.progress_path,
+                                                                         self.config))
         except KeyboardInterrupt:
             if self.dir.config_path.exists() and not self.dir.complete:
                 self.dir.set_status("interrupted")
@@ -222,11 +224,13 @@ class Run:
                 self.dir.set_status("failed", error=f"{type(exc).__name__}: {exc}"[:2000])
             raise
         finally:
+            self.dir.progress_path.unlink(missing_ok=True)  # only while it trains
             lock.release()
             if created is not None and not self.dir.config_path.exists():  # failed before it
                 remove_empty_folders(self.dir.path, created)  # began: only what it made, empty
 
-    def _train_locked(self, resume: bool, stop_after: int | None) -> dict | None:
+    def _train_locked(self, resume: bool, stop_after: int | None,
+                      progress: ProgressRecord) -> dict | None:
         import torch
         from tqdm.auto import tqdm
 
@@ -242,6 +246,7 @@ class Run:
                     f"{run.path.name} (its metrics reach step {logged}); train without "
                     "--resume into a new --out, or delete the folder to start it over")
         self._check_identity(state)
+        progress.phase("data", int(state["step"]) if state else 0)
         device, amp, data = self._setup()
         trainer = Trainer(cfg, data, device, amp)
         start, seconds_before = 0, 0.0
@@ -255,6 +260,7 @@ class Run:
                              resumed_at=start)  # first: a damaged manifest stops before any edit
         run.truncate_metrics(start)  # records after the checkpoint (or all, from step 0)
         run.set_status("running", step=start)
+        progress.phase("training", start)
 
         t, total = cfg.train, cfg.train.steps
         t0 = time.time()
@@ -274,12 +280,15 @@ class Run:
                 raise
             step = trainer.step_count
             bar.update(1)
+            progress.step(step)
             if step % t.log_interval == 0 or "mask" in record:
                 run.log(record)
                 bar.set_postfix(loss=f"{record['loss']:.4f}")
             done = step == total
             if t.eval_interval and step % t.eval_interval == 0 and not done:
+                progress.phase("curve evaluation", step)
                 self._evaluate_and_log(trainer, data, device, amp)
+                progress.phase("training", step)
             if step % t.checkpoint_interval == 0 or done:  # after logging: resumable
                 run.save_checkpoint({**trainer.state_dict(), "config": cfg.to_dict(),
                                      "train_seconds": elapsed()})
@@ -289,6 +298,7 @@ class Run:
                 return None
         bar.close()
         train_seconds = elapsed()
+        progress.phase("final evaluation", total)
         result = self._evaluate_and_log(trainer, data, device, amp)
         result["train_seconds"] = train_seconds
         write_json(run.eval_path, rounded(result), compact=True)

@@ -21,6 +21,7 @@ from typing import Any
 
 from mtrl_bench.config import Execution, RunConfig
 from mtrl_bench.grid import GridRun
+from mtrl_bench.progress import GridProgress, Watched
 from mtrl_bench.runlock import RunLock
 from mtrl_bench.runs import RunDir
 
@@ -89,6 +90,7 @@ def execute(task: RunTask) -> dict[str, Any]:
 
 
 PARENT_POLL = 2.0  # seconds between a worker's checks that its harness is still alive
+TICK = 0.5  # seconds between the driver's looks at the progress of the runs in flight
 
 
 def _stop(*_: Any) -> None:
@@ -142,7 +144,7 @@ def default_threads(workers: int) -> int:
 
 
 def _run_local(tasks: Sequence[RunTask], workers: int,
-               done: Callable[[dict[str, Any]], None]) -> None:
+               done: Callable[[dict[str, Any]], None], tick: Callable[[], None]) -> None:
     """One fresh "spawn" process per run, at most `workers` at a time.
 
     A fresh process per run (not a pool) means a crash, an out-of-memory kill or a leaked thread
@@ -166,7 +168,8 @@ def _run_local(tasks: Sequence[RunTask], workers: int,
                 proc.start()
                 send.close()
                 active[proc.sentinel] = (proc, recv, task)
-            for sentinel in multiprocessing.connection.wait(list(active)):
+            tick()
+            for sentinel in multiprocessing.connection.wait(list(active), timeout=TICK):
                 proc, recv, task = active.pop(sentinel)
                 summary = recv.recv() if recv.poll() else None
                 proc.join()
@@ -227,8 +230,8 @@ def ray_gpus_per_run(requested: float | None, device: str, cluster_gpus: float) 
 
 
 def _run_ray(tasks: Sequence[RunTask], threads: int, address: str | None,
-             done: Callable[[dict[str, Any]], None], device: str = "auto",
-             gpus_per_run: float | None = None) -> None:
+             done: Callable[[dict[str, Any]], None], tick: Callable[[], None],
+             device: str = "auto", gpus_per_run: float | None = None) -> None:
     """Each run is a Ray task reserving `threads` CPUs (so workers never share a core) and
     `ray_gpus_per_run` GPUs; a worker process serves one run and exits (max_calls=1), like the
     local executor's fresh process."""
@@ -248,7 +251,8 @@ def _run_ray(tasks: Sequence[RunTask], threads: int, address: str | None,
                             max_calls=1)(execute)
         refs = {remote.remote(task): task for task in tasks}
         while refs:
-            ready, _ = ray.wait(list(refs), num_returns=1)
+            tick()
+            ready, _ = ray.wait(list(refs), num_returns=1, timeout=TICK)
             for ref in ready:
                 task = refs.pop(ref)
                 try:
@@ -290,8 +294,6 @@ def run_grid(runs: Sequence[GridRun], runs_root: Path, executor: str = "local",
 
     `execution` applies to every run; its threads default to cores // workers (0 = that).
     `gpus_per_run` (Ray only) defaults to one GPU per run on a cluster that has GPUs."""
-    from tqdm.auto import tqdm
-
     if executor not in ("local", "ray"):
         raise ValueError(f"unknown executor '{executor}'; valid: local, ray")
     if workers < 1:
@@ -324,24 +326,21 @@ def run_grid(runs: Sequence[GridRun], runs_root: Path, executor: str = "local",
         for problem in _pregenerate(todo, data_root, progress):
             print(f"warning: {problem}", file=sys.stderr)
     tasks = [RunTask(r.name, str(runs_root / r.name), r.config, worker_execution) for r in todo]
-    bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc="runs", unit="run",
-               disable=not progress, dynamic_ncols=True)
+    slots = workers if executor == "local" else 1  # Ray: as many as are seen running
+    watch = GridProgress([Watched.of(t.name, Path(t.path), t.config) for t in tasks],
+                         total=len(runs), slots=slots, show=progress)
 
     def done(summary: dict[str, Any]) -> None:
         summaries[summary["run"]] = summary
-        bar.update(1)
-        counts = {s: sum(v["state"] == s for v in summaries.values()) for s in STATES}
-        bar.set_postfix({k: v for k, v in counts.items() if v})
-        if summary["state"] == "failed":
-            bar.write(f"run failed: {summary['run']}: {summary.get('error')}")
+        watch.finished(summary)
 
     try:
         if executor == "ray":
-            _run_ray(tasks, threads, address, done, execution.device, gpus_per_run)
+            _run_ray(tasks, threads, address, done, watch.tick, execution.device, gpus_per_run)
         else:
-            _run_local(tasks, workers, done)
+            _run_local(tasks, workers, done, watch.tick)
     finally:
-        bar.close()
+        watch.close()
     return [summaries[r.name] for r in runs if r.name in summaries]
 
 

@@ -15,6 +15,7 @@ not a method: it has no masks and does not go through the transformer trainer.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -158,6 +159,7 @@ def ensure_references(runs: Sequence[GridRun], experiment_dir: Path,
     for r in runs:
         wanted.setdefault((r.suite, r.quality, r.seed), r)
     paths, pool = [], EnvPool()  # one pool: the references' evaluations reuse its envs
+    bars = progress and sys.stderr.isatty()  # a log gets the plain line per reference only
     try:
         for (suite, quality, seed), run in wanted.items():
             datasets = None  # loaded once per (suite, quality, seed), only if a file is missing
@@ -172,8 +174,8 @@ def ensure_references(runs: Sequence[GridRun], experiment_dir: Path,
                     print(f"reference {variant}: {suite} {quality} seed {seed}")
                 write_json(path, {"reference": variant, "suite_label": run.suite_label,
                                   "protocol": protocol, "config": run.config.to_dict(),
-                                  "result": bc_reference(run.config, datasets, variant, progress,
-                                                         pool)})
+                                  "result": bc_reference(run.config, datasets, variant,
+                                                         bars, pool)})
     finally:
         pool.close()
     return paths

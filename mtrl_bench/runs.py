@@ -150,6 +150,7 @@ class RunDir:
         self.compact_metrics_path = self.path / "metrics.jsonl.gz"  # once complete
         self.eval_path = self.path / "eval.json"
         self.checkpoint_path = self.path / "checkpoint.pt"
+        self.progress_path = self.path / "progress.json"  # while it trains (mtrl_bench.progress)
         self.status_path = self.path / "status.json"
         self.done_path = self.path / "DONE"
 
