@@ -200,6 +200,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     grid.write_grid(exp, everything, out)
     print(f"experiment '{exp.name}' ({exp.source}): {len(runs)} runs -> {out}"
           + (f"\n  {exp.description}" if exp.description else ""))
+    from mtrl_bench.cost import PACKAGE_RESULTS, estimate
+
+    todo = [r.config.to_dict() for r in runs if not RunDir(out / "runs" / r.name).complete]
+    if todo:
+        print("  cost: " + estimate(todo, [PACKAGE_RESULTS, out]).describe(workers))
     t0 = time.time()
     summaries = harness.run_grid(runs, out / "runs", executor=args.executor, workers=workers,
                                  execution=execution, address=args.address,

@@ -336,6 +336,21 @@ def grid_size(exp: Experiment) -> int:
     return len(exp.seeds) * len(exp.suites) * len(exp.qualities) * points * len(exp.methods)
 
 
+def _cost_of_all(exp: Experiment, runs_root: Path, max_runs: int) -> str:
+    """One core's time for the whole grid, priced by its first seed's runs (the seeds of a grid
+    cost the same) against the finished runs a clone carries."""
+    from mtrl_bench.cost import PACKAGE_RESULTS, estimate
+    from mtrl_bench.progress import duration
+
+    one_seed = dataclasses.replace(exp, seeds=exp.seeds[:1])
+    if grid_size(one_seed) > max_runs:
+        return "too many runs per seed to price"
+    cost = estimate([r.config.to_dict() for r in expand(one_seed, runs_root)], [PACKAGE_RESULTS])
+    if not cost.measured + cost.stand_in:
+        return "at minutes to hours a run"
+    return f"~{duration(cost.seconds * len(exp.seeds))} of one core at the measured cost per run"
+
+
 def expand(exp: Experiment, runs_root: Path, only_methods: Iterable[str] | None = None,
            max_runs: int = MAX_RUNS) -> list[GridRun]:
     """Validate the experiment and list its runs (deduplicated by resolved config); a grid of
@@ -348,8 +363,8 @@ def expand(exp: Experiment, runs_root: Path, only_methods: Iterable[str] | None 
         raise ValueError(
             f"{exp.source}: {size:,} runs ({len(exp.methods)} methods x {len(exp.suites)} "
             f"suites x {len(exp.qualities)} qualities x {len(exp.seeds)} seeds x sweep points) "
-            f"is more than {max_runs:,} (at minutes to hours a run, likely a typo); pass "
-            f"--max-runs {size} if it is meant")
+            f"is more than {max_runs:,} ({_cost_of_all(exp, runs_root, max_runs)}; likely a "
+            f"typo); pass --max-runs {size} if it is meant")
 
     try:
         _validate_names(exp, exp.methods)  # the whole grid, whatever subset runs now
