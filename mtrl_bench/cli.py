@@ -1,22 +1,18 @@
-"""The `mtrl-bench` command: each subcommand is a thin shell over the API (runs: `api.Run`;
-experiments: `grid` and `harness`; tables: `results`, `report`, `plots`)."""
+"""The `mtrl-bench` command: each subcommand parses, calls the API and prints (runs: `api.Run`;
+experiments: `experiment`; tables: `results`, `report`, `plots`)."""
 from __future__ import annotations
 
 import argparse
 import signal
 import sys
 import threading
-import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 from tabulate import tabulate
 
 from mtrl_bench.outputs import claim
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 DEFAULT_RUNS = Path("runs")
 
@@ -109,71 +105,11 @@ DEFAULT_EXPERIMENT = "quick"
 EXPERIMENTS_ROOT = Path("runs")
 
 
-def _report(experiment_dir: Path | list[Path], reference: str | None, out: Path | None = None,
-            quiet: bool = False, checked: bool = False) -> tuple[pd.DataFrame, list[str], str]:
-    """Results table, report and plots of an experiment directory (or of several as one);
-    prints what is missing. Returns (results, problems, the reference used); `checked`: the
-    reference was already checked against the experiment's methods (its runs may all have
-    failed)."""
-    from mtrl_bench.plots import plot_experiment, plot_mask_activity
-    from mtrl_bench.report import write_report
-    from mtrl_bench.results import collect, mask_activity
-
-    dirs = experiment_dir if isinstance(experiment_dir, list) else [experiment_dir]
-    where = ", ".join(map(str, dirs))
-    df, problems = collect(*dirs)
-    out = out or dirs[0]
-    if problems:
-        print(f"{len(problems)} problem(s) in {where}:")
-        print("\n".join(f"  - {p}" for p in problems))
-    if df.empty:
-        raise ValueError(f"{where}: no finished run to report"
-                         + (f" ({len(problems)} unfinished, listed above)" if problems else
-                            " (no run directories found)"))
-    if not checked:
-        reference = _reference(reference, sorted(set(df["method"])))
-    out.mkdir(parents=True, exist_ok=True)
-    from mtrl_bench_envs.common import atomic_write
-
-    atomic_write(out / "results.csv", df.to_csv(index=False))
-    activity, trajectories = mask_activity(*dirs)
-    activity = activity[activity["run"].isin(set(df["run"]))]  # the finished runs reported
-    trajectories = trajectories[trajectories["run"].isin(set(df["run"]))]
-    atomic_write(out / "mask_activity.csv", activity.to_csv(index=False))
-    files = [out / "results.csv", out / "mask_activity.csv",
-             *write_report(df, out, reference=reference, activity=activity)]
-    if problems:  # the report says which runs it lacks, not only the terminal
-        section = "\n## Notes on the runs\n\n" + "".join(f"- {p}\n" for p in problems)
-        atomic_write(out / "report.md", (out / "report.md").read_text() + section)
-    files += plot_experiment(dirs, df, out / "plots")
-    files += [p for p in [plot_mask_activity(trajectories, out / "plots" / "mask_activity.png")]
-              if p is not None]
-    if not quiet:
-        print(f"wrote {len(files)} files into {out}: "
-              + ", ".join(str(f.relative_to(out)) for f in files[:8])
-              + (" ..." if len(files) > 8 else ""))
-    return df, problems, reference
-
-
-def _reference(asked: str | None, methods: list[str]) -> str:
-    """The method the others are tested against: the one asked for (it must be among
-    `methods`), else the paper's when present, else the first of `methods`."""
-    from mtrl_bench.paper import paper
-    from mtrl_bench_envs.common import unknown_name_message
-
-    if asked is not None:
-        if asked not in methods:
-            raise ValueError("--reference: " + unknown_name_message("method", asked, methods))
-        return asked
-    return paper().reference if paper().reference in methods or not methods else methods[0]
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from mtrl_bench import grid, harness
-    from mtrl_bench.api import Run
     from mtrl_bench.config import build_execution, parse_overrides, split_overrides
+    from mtrl_bench.experiment import run_experiment
     from mtrl_bench.report import comparison_text
-    from mtrl_bench.runs import RunDir
 
     if (args.suite or args.seed) and not args.out:
         raise ValueError("--suite/--seed change the experiment's grid: give --out (its own "
@@ -182,65 +118,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     exp = grid.with_overrides(grid.load_experiment(args.experiment), args.profile, overrides,
                               args.suite or (), args.seed or ())
     execution = build_execution(exp.profile, {**settings, **_execution(args)})
-    reference = _reference(args.reference, list(exp.methods))
     out = claim((args.out or EXPERIMENTS_ROOT / exp.name).resolve(), "experiment", exp.name)
-    workers = args.workers if args.workers is not None else harness.default_workers(
-        execution.device)
-    if workers < 1:
-        raise ValueError(f"--workers must be >= 1, got {workers}")
     if args.gpus_per_run is not None and args.executor != "ray":
         raise ValueError("--gpus-per-run is for --executor ray (locally, --workers sets the "
                          "runs at a time)")
-    # grid.json lists the whole grid, so a report after --only-method says what is still missing
-    max_runs = args.max_runs or grid.MAX_RUNS
-    everything = grid.expand(exp, out / "runs", max_runs=max_runs)
-    runs = (grid.expand(exp, out / "runs", only_methods=args.only_method,  # checks the names
-                        max_runs=max_runs)
-            if args.only_method else everything)
-    grid.write_grid(exp, everything, out)
-    print(f"experiment '{exp.name}' ({exp.source}): {len(runs)} runs -> {out}"
-          + (f"\n  {exp.description}" if exp.description else ""))
-    from mtrl_bench.cost import PACKAGE_RESULTS, estimate
-
-    todo = [r.config.to_dict() for r in runs if not RunDir(out / "runs" / r.name).complete]
-    if todo:
-        print("  cost: " + estimate(todo, [PACKAGE_RESULTS, out]).describe(workers))
-    t0 = time.time()
-    summaries = harness.run_grid(runs, out / "runs", executor=args.executor, workers=workers,
-                                 execution=execution, address=args.address,
-                                 gpus_per_run=args.gpus_per_run)
-    from mtrl_bench.reference import ensure_references
-
-    try:  # the runs are recorded already; a failed reference leaves only its rows out
-        ensure_references([r for r in runs if r.seed in exp.reference_seeds], out,
-                          data_dir=execution.data_dir, progress=execution.progress)
-    except Exception as exc:
-        print(f"warning: BC references not computed: {exc}", file=sys.stderr)
-    wall = time.time() - t0
-    from mtrl_bench.runs import write_json
-
-    write_json(out / "summary.json", {"experiment": exp.name, "executor": args.executor,
-                                      "workers": workers, "wall_seconds": round(wall, 1),
-                                      "runs": summaries})
-    counts = {s: sum(x["state"] == s for x in summaries) for s in harness.STATES}
-    print("runs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-          + f" in {wall:.0f} s")
-    for s in summaries:
-        if s["state"] in ("failed", "locked"):
-            print(f"  {s['state']}: {s['run']}: {s.get('error', '')}")
-    stale = [r.name for r in runs if Run(r.config, execution, RunDir(out / "runs" / r.name)
-                                         ).stale_code()]
-    if stale:
-        warnings.warn(f"{len(stale)} finished run(s) were trained with another version of their "
-                      f"method's code (first: {stale[0]}); delete them to retrain", stacklevel=1)
-    df, _, _ = _report(out, reference, quiet=args.quiet, checked=True)
+    workers = args.workers if args.workers is not None else harness.default_workers(
+        execution.device)
+    outcome = run_experiment(exp, out, execution, workers=workers, executor=args.executor,
+                             address=args.address, gpus_per_run=args.gpus_per_run,
+                             reference=args.reference, only_methods=args.only_method,
+                             max_runs=args.max_runs or grid.MAX_RUNS)
     print()
-    print(comparison_text(df, reference))
+    print(comparison_text(outcome.results, outcome.reference))
     print(f"\nreport: {out / 'report.md'}")
-    unfinished = counts["failed"] + counts["locked"] + counts["interrupted"]
-    if unfinished:
-        print(f"mtrl-bench: error: {unfinished} run(s) did not finish (failed, locked by another "
-              "process, or interrupted): the report is incomplete; rerun to continue",
+    if outcome.unfinished:
+        print(f"mtrl-bench: error: {outcome.unfinished} run(s) did not finish (failed, locked by "
+              "another process, or interrupted): the report is incomplete; rerun to continue",
               file=sys.stderr)
         return 1
     return 0
@@ -258,7 +151,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if args.out is not None:
         claim(args.out, "report")
-    df, _, reference = _report(dirs, args.reference, out=args.out)
+    from mtrl_bench.experiment import write_report_files
+
+    df, _, reference = write_report_files(dirs, args.reference, out=args.out)
     print()
     print(comparison_text(df, reference))
     return 0
