@@ -42,6 +42,56 @@ def protocol_id(config: dict[str, Any]) -> str:
     return f"{PROTOCOL}{tag}/{config.get('profile', 'unknown')}"
 
 
+# What a run's method, seed and cell do not decide: runs pool only when all the rest agrees.
+NOT_PROTOCOL = ("method", "method_config", "seed", "suite", "quality", "profile")
+
+
+def protocol_settings(entry: dict[str, Any]) -> dict[str, Any]:
+    """A run's config as "section.field" -> value, without what may differ between runs that
+    pool: method and its config, seed, the cell (suite, quality) and the fields its sweep point
+    sets (its label names them)."""
+    swept = {k for s in entry.get("sweeps") or [] for k in s.get("point", {})}
+    flat = {}
+    for section, fields in entry["config"].items():
+        if section in NOT_PROTOCOL:
+            continue
+        for name, value in (fields.items() if isinstance(fields, dict) else [("", fields)]):
+            key = f"{section}.{name}" if name else section
+            if key not in swept:
+                flat[key] = value
+    return flat
+
+
+def split_protocols(settings: dict[str, tuple[str, dict[str, Any]]]
+                    ) -> tuple[dict[str, str], list[str]]:
+    """Runs under one protocol id whose settings differ are not pooled: the most common settings
+    keep the id, the others get it with their differing fields, e.g.
+    ``v3-scripted-replay-v2/cpu[train.steps=40]``. Returns (run -> new id, notes)."""
+    import json
+
+    by_id: dict[str, dict[str, list[str]]] = {}
+    for run, (pid, flat) in sorted(settings.items()):
+        by_id.setdefault(pid, {}).setdefault(json.dumps(flat, sort_keys=True), []).append(run)
+    relabel, notes = {}, []
+    for pid, groups in by_id.items():
+        if len(groups) < 2:
+            continue
+        main = max(groups, key=lambda k: (len(groups[k]), k))
+        common = json.loads(main)
+        for key, runs in groups.items():
+            if key == main:
+                continue
+            flat = json.loads(key)
+            fields = sorted(set(flat) | set(common))
+            diff = [f"{f}={flat.get(f)}" for f in fields if flat.get(f) != common.get(f)]
+            for run in runs:
+                relabel[run] = f"{pid}[{','.join(diff)}]"
+            notes.append(f"{len(runs)} run(s) of protocol {pid} differ from its other "
+                         f"{len(groups[main])} in {', '.join(diff)}: not pooled with them "
+                         f"(reported as protocol {pid}[{','.join(diff)}])")
+    return relabel, notes
+
+
 def runs_folder(experiment_dir: Path) -> Path:
     """`<experiment>/runs` when it exists, else the directory itself (a bare folder of runs)."""
     experiment_dir = Path(experiment_dir)
@@ -111,10 +161,10 @@ def collect(*experiment_dirs: str | Path) -> tuple[pd.DataFrame, list[str]]:
     found in more than one counts once, from the first directory that has it finished."""
     if not experiment_dirs:
         raise ValueError("collect: no experiment directory given")
-    rows, problems, numerics = [], [], {}
+    rows, problems, numerics, settings = [], [], {}, {}
     many = len(experiment_dirs) > 1
     for experiment_dir in map(Path, experiment_dirs):
-        got, troubles = _collect_one(experiment_dir, numerics)
+        got, troubles = _collect_one(experiment_dir, numerics, settings)
         seen = {r["run"] for r in rows}
         again = sorted({r["run"] for r in got} & seen)
         rows += [r for r in got if r["run"] not in seen]
@@ -129,12 +179,17 @@ def collect(*experiment_dirs: str | Path) -> tuple[pd.DataFrame, list[str]]:
                         "manifests): " + ", ".join(f"{k} {n}" for k, n in kinds.most_common()))
     df = pd.DataFrame(rows, columns=[*COLUMNS, *EXTRA_COLUMNS])
     df["seed"] = df["seed"].astype(int)
-    return df, problems
+    relabel, notes = split_protocols(settings)
+    if relabel:
+        df["protocol"] = [relabel.get(run, p) for run, p in zip(df["run"], df["protocol"])]
+    return df, problems + notes
 
 
-def _collect_one(experiment_dir: Path, numerics: dict[str, str]
+def _collect_one(experiment_dir: Path, numerics: dict[str, str],
+                 settings: dict[str, tuple[str, dict[str, Any]]]
                  ) -> tuple[list[dict[str, Any]], list[str]]:
-    """One directory's result rows and problems; records each run's numerics in `numerics`."""
+    """One directory's result rows and problems; records each run's numerics in `numerics`
+    and its protocol settings (`protocol_settings`) in `settings`."""
     if not experiment_dir.is_dir():
         raise FileNotFoundError(f"no such experiment directory: {experiment_dir}")
     folder = runs_folder(experiment_dir)
@@ -150,12 +205,16 @@ def _collect_one(experiment_dir: Path, numerics: dict[str, str]
             kind = _numerics(run)
             rows += _rows(entry, read_json(run.eval_path), kind)
             numerics.setdefault(entry["name"], kind)
+            settings.setdefault(entry["name"], (protocol_id(entry["config"]),
+                                                protocol_settings(entry)))
         except (ValueError, KeyError, TypeError) as exc:
             what = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
             problems.append(f"{entry['name']}: damaged, left out: {what}")
     references, left_out = _references(experiment_dir, entries)
     for entry, result in references:
         rows += _rows(entry, result, "fp32")  # the BC references never autocast
+        settings.setdefault(entry["name"], (protocol_id(entry["config"]),
+                                            protocol_settings(entry)))
     if left_out:
         notes.append(f"{len(left_out)} reference file(s) not of this grid's runs and protocol were "
                      f"left out: {', '.join(left_out[:3])}" + (" ..." if len(left_out) > 3 else ""))

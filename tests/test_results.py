@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -425,3 +426,32 @@ def test_a_runs_evaluation_is_stored_on_one_line(tmp_path):
     write_json(path, rounded({"success": 0.8119999999999998, "tasks": {"a": {"returns": [
         256.702058012166]}}}), compact=True)
     assert path.read_text() == '{"success":0.812,"tasks":{"a":{"returns":[256.702]}}}\n'
+
+
+def test_runs_of_one_profile_but_another_protocol_are_not_pooled(finished_run, tmp_path):
+    """Two folders of runs with the same seed, profile and recipe, one trained for other steps
+    and evaluated on other episodes: each keeps its own protocol (never one cell of two
+    'seeds 0'), and the report says which fields differ."""
+    import json
+    import shutil
+
+    from mtrl_bench.results import collect
+
+    for name, steps in (("a", None), ("b", 40)):  # (another config: another run name)
+        shutil.copytree(finished_run / "runs" / "run", tmp_path / name / "runs" / f"run{name}")
+        if steps:
+            path = tmp_path / name / "runs" / f"run{name}" / "config.json"
+            cfg = json.loads(path.read_text())
+            cfg["train"]["steps"], cfg["eval"]["episodes_per_task"] = steps, 5
+            path.write_text(json.dumps(cfg))
+    df, problems = collect(tmp_path / "a", tmp_path / "b", tmp_path / "a")
+    protocols = sorted(set(df["protocol"]))
+    # a tie (1 run each): either keeps the plain id, the other is named by its differences
+    assert len(protocols) == 2 and protocols[1] in (
+        protocols[0] + "[eval.episodes_per_task=5,train.steps=40]",
+        protocols[0] + "[eval.episodes_per_task=1,train.steps=4]")
+    assert df.groupby("protocol")["seed"].nunique().tolist() == [1, 1]
+    assert any(re.search(r"differ from its other 1 in eval.episodes_per_task=\d, "
+                         r"train.steps=\d+: not pooled", p) for p in problems), problems
+    alone, problems = collect(tmp_path / "b")  # alone, a folder is its own protocol
+    assert set(alone["protocol"]) == {protocols[0]} and not any("pooled" in p for p in problems)
