@@ -139,6 +139,52 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from mtrl_bench import harness
+    from mtrl_bench.compare import compare
+    from mtrl_bench.config import build_execution, parse_overrides, split_overrides
+    from mtrl_bench.report import comparison_text
+
+    overrides, settings = split_overrides(parse_overrides(args.set))
+    execution = build_execution(args.profile, {**settings, **_execution(args)})
+    out = claim((args.out or EXPERIMENTS_ROOT / f"compare-{args.method}").resolve(),
+                "experiment", f"compare-{args.method}")
+    workers = args.workers if args.workers is not None else harness.default_workers(
+        execution.device)
+    result = compare(args.method, out, execution, suites=args.suite or ["mt5"],
+                     qualities=args.quality or ["near-optimal", "sub-optimal"],
+                     seeds=args.seed or list(range(5)), profile=args.profile,
+                     overrides=overrides, against=args.against, references=args.references,
+                     train_references=args.train_references, workers=workers,
+                     executor=args.executor)
+    print()
+    print(comparison_text(result.results, result.reference))
+    activity = result.report.parent / "mask_activity.csv"
+    print("\n" + _activity_text(activity))
+    print(f"\nreport: {result.report}")
+    if result.unfinished:
+        print(f"mtrl-bench: error: {result.unfinished} of your runs did not finish: the "
+              "comparison is incomplete; rerun to continue", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _activity_text(path: Path) -> str:
+    """Did each masked method's masks move? Density at the start and end, per cell."""
+    import pandas as pd
+
+    act = pd.read_csv(path) if path.exists() and path.stat().st_size else pd.DataFrame()
+    if act.empty:
+        return "mask activity: no masked method in this comparison"
+    rows = []
+    for (method, suite, quality), g in act.groupby(["method", "suite", "quality"], sort=False):
+        rows.append([method, suite, quality, len(g),
+                     f"{g['density_initial'].mean():.3f} -> {g['density_final'].mean():.3f}",
+                     "inert: masks barely moved" if g["inert"].all() else "masks moved"])
+    return "mask activity\n" + tabulate(rows, headers=["method", "suite", "quality", "seeds",
+                                                      "density", ""])
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     dirs = [Path(d) for d in args.experiment_dir]
     for d in dirs:
@@ -218,6 +264,41 @@ def add_experiment_parsers(sub: argparse._SubParsersAction) -> None:
                    "paper's, mtrl_bench/paper/paper.toml)")
     add_execution_options(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("compare", help="your method against reference runs of the same "
+                       "protocol (default: the committed ones): trains only what is missing",
+                       description="Train the runs of METHOD that are missing (suites x "
+                       "qualities x seeds at --profile, with --set overrides), find the finished "
+                       "reference runs of exactly that protocol (apart from method and seed) "
+                       "in --against (default: the clone's results/), and report METHOD "
+                       "against each reference method: mean ± std, Welch and exact permutation "
+                       "p, Holm over the family, IQM, probability of improvement, the BC floors "
+                       "and whether masks moved. Refuses, naming the differing fields, when no "
+                       "reference run shares the protocol.")
+    p.add_argument("method")
+    p.add_argument("--suite", action="append", metavar="SUITE", help="(repeatable; default mt5)")
+    p.add_argument("--quality", action="append", metavar="QUALITY",
+                   help="(repeatable; default: near-optimal and sub-optimal)")
+    p.add_argument("--seed", action="append", type=int, metavar="SEED",
+                   help="(repeatable; default 0-4: 4 seeds a side are the fewest for a mark at "
+                   "p < 0.05 with the exact test)")
+    p.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default: cpu)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override a config field of your method's runs (e.g. method.alpha=10)")
+    p.add_argument("--against", action="append", type=Path, metavar="DIR",
+                   help="experiment folders holding reference runs (repeatable; default: every "
+                   "experiment under results/)")
+    p.add_argument("--references", nargs="+", metavar="METHOD",
+                   help="the reference methods (default: every base method found; with "
+                   "--train-references: socodt harmodt-f prompt-dt)")
+    p.add_argument("--train-references", action="store_true",
+                   help="train the reference methods' missing runs too, beside yours")
+    p.add_argument("--workers", type=int, help="runs at a time (default: one per core)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local")
+    p.add_argument("--out", type=Path, help="your runs and the comparison (default: "
+                   "runs/compare-METHOD)")
+    add_execution_options(p)
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("report", help="results table, report and plots of an experiment dir "
                        "(several: one joint report, e.g. Table 1's MT5 and MT30 grids)")

@@ -39,12 +39,14 @@ def choose_reference(asked: str | None, methods: Sequence[str]) -> str:
 
 
 def write_report_files(dirs: Sequence[Path], reference: str | None, out: Path | None = None,
-                       quiet: bool = False, checked: bool = False
+                       quiet: bool = False, checked: bool = False,
+                       keep: Callable[[pd.DataFrame], pd.DataFrame] | None = None
                        ) -> tuple[pd.DataFrame, list[str], str]:
     """Results table, report and plots of experiment directories (several: one joint report
     into `out`); says what is missing. Returns (results, problems, the reference used);
     `checked`: the reference was already checked against the experiment's methods (its runs
-    may all have failed)."""
+    may all have failed). `keep` selects the rows to report (e.g. a comparison's runs among
+    folders holding more); then only the first folder's problems are said."""
     from mtrl_bench.plots import plot_experiment, plot_mask_activity
     from mtrl_bench.report import write_report
     from mtrl_bench.results import collect, mask_activity
@@ -53,6 +55,9 @@ def write_report_files(dirs: Sequence[Path], reference: str | None, out: Path | 
     dirs = list(dirs)
     where = ", ".join(map(str, dirs))
     df, problems = collect(*dirs)
+    if keep is not None:
+        df = keep(df)
+        problems = [p for p in problems if len(dirs) == 1 or p.startswith(f"{dirs[0]}: ")]
     out = out or dirs[0]
     if problems:  # said even when quiet
         print(f"{len(problems)} problem(s) in {where}:")
@@ -74,7 +79,7 @@ def write_report_files(dirs: Sequence[Path], reference: str | None, out: Path | 
     if problems:  # the report says which runs it lacks, not only the terminal
         section = "\n## Notes on the runs\n\n" + "".join(f"- {p}\n" for p in problems)
         atomic_write(out / "report.md", (out / "report.md").read_text() + section)
-    files += plot_experiment(dirs, df, out / "plots")
+    files += plot_experiment(dirs, df, out / "plots", runs=set(df["run"]) if keep else None)
     files += [p for p in [plot_mask_activity(trajectories, out / "plots" / "mask_activity.png")]
               if p is not None]
     if not quiet:
@@ -90,7 +95,7 @@ class Outcome:
 
     runs: list[GridRun]  # the runs asked for (all of the grid, or --only-method's)
     summaries: list[dict[str, Any]]  # one per run: state, seconds, error
-    results: pd.DataFrame  # the report's rows
+    results: pd.DataFrame | None  # the report's rows (None: not reported)
     reference: str
     wall_seconds: float
 
@@ -110,9 +115,9 @@ def run_experiment(exp: Experiment, out: Path, execution: Execution, *, workers:
                    executor: str = "local", address: str | None = None,
                    gpus_per_run: float | None = None, reference: str | None = None,
                    only_methods: Sequence[str] | None = None, max_runs: int = MAX_RUNS,
-                   say: Say = print) -> Outcome:
+                   say: Say = print, report: bool = True) -> Outcome:
     """Run what is missing of `exp` into `out` (a folder `outputs.claim` accepted), compute
-    its BC references and write its report."""
+    its BC references and write its report (unless `report` is False: the caller reports)."""
     from mtrl_bench import grid, harness
     from mtrl_bench.api import Run
     from mtrl_bench.cost import PACKAGE_RESULTS, estimate
@@ -159,8 +164,9 @@ def run_experiment(exp: Experiment, out: Path, execution: Execution, *, workers:
 
         warnings.warn(f"{len(stale)} finished run(s) were trained with another version of their "
                       f"method's code (first: {stale[0]}); delete them to retrain", stacklevel=2)
-    outcome.results, _, _ = write_report_files([out], reference, checked=True,
-                                               quiet=not execution.progress)
+    if report:
+        outcome.results, _, _ = write_report_files([out], reference, checked=True,
+                                                   quiet=not execution.progress)
     return outcome
 
 

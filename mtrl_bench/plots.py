@@ -416,7 +416,8 @@ def plot_mask_activity(trajectories: pd.DataFrame, path: Path) -> Path | None:
 
 
 def plot_experiment(experiment_dirs: str | Path | Sequence[str | Path], df: pd.DataFrame,
-                    out_dir: str | Path | None = None, seed: int = 0) -> list[Path]:
+                    out_dir: str | Path | None = None, seed: int = 0,
+                    runs: set[str] | None = None) -> list[Path]:
     """Every plot of one experiment (or of several reported together): curves, profiles, and
     for sweeps their results and the masks of every point (lowest seed) in one figure. A run's
     own diagnostics are `plot_run`'s (`mtrl-bench plot`, on demand): one figure per run would
@@ -428,12 +429,15 @@ def plot_experiment(experiment_dirs: str | Path | Sequence[str | Path], df: pd.D
             else [Path(d) for d in experiment_dirs])
     out = Path(out_dir) if out_dir else dirs[0] / "plots"
     curves = training_curves(*dirs)
+    if runs is not None:  # a selection of the folders' runs (a comparison)
+        curves = curves[curves["run"].isin(runs)]
     paths = [plot_curves(curves, out / "curves_success.png"),
              plot_profiles(df, out / "profile_success.png", seed=seed),
              plot_task_scaling(df, out / "success_vs_tasks.png")]
     if "return" in set(df["metric"]):
         paths.append(plot_curves(curves, out / "curves_return.png", metric="return"))
-    grid_runs = [e for d in dirs for e in (read_grid(d) or {}).get("runs", [])]
+    grid_runs = [e for d in dirs for e in (read_grid(d) or {}).get("runs", [])
+                 if runs is None or e["name"] in runs]
     swept = {e["name"] for e in grid_runs if e.get("sweeps")}
     if swept:
         paths.append(plot_sweeps(df, grid_runs, out / "sweeps_success.png"))
