@@ -7,20 +7,27 @@ and checks what the trainer relies on:
 1. the strategy factory builds masks of shape (tasks, maskable entries), float, finite, in [0, 1];
 2. the same seed gives the same masks (the factory draws only from ``ctx.generator``);
 3. masked training steps change the weights, with every mask update checked (shape, dtype, range,
-   no NaN) and its diagnostics well formed (a float, or one float per task, per key);
+   no NaN) and its diagnostics well formed (a float, or one float per task, per key). Training
+   goes on, an update every `interval` steps, until the masks have changed `changes` times
+   (default 2; at most `max_updates` updates), so a strategy that acts only every few updates
+   (a voting window, a schedule) is checked on the updates where it acts; "masks never changed
+   in N updates" otherwise (a method whose masks are meant to stay put passes with changes=0);
 4. training is deterministic for a seed;
-5. save/restore: a run checkpointed half-way, saved with torch.save, loaded as every checkpoint
-   is (tensors and plain containers only: nothing in a checkpoint may need unpickling code) and
-   resumed, ends with the masks and weights of an uninterrupted run (so state beyond the masks
-   must be in state_dict).
+5. save/restore: a run checkpointed between the first two mask changes, saved with torch.save,
+   loaded as every checkpoint is (tensors and plain containers only: nothing in a checkpoint may
+   need unpickling code) and resumed, ends with the masks and weights of an uninterrupted run
+   (so state beyond the masks, such as votes or a counter, must be in state_dict).
 
-Each problem raises `MethodCheckError` naming the method and what failed.
+`config` overrides fields of the method's config (e.g. {"window": 5}). Each problem raises
+`MethodCheckError` naming the method and what failed.
 """
 from __future__ import annotations
 
 import io
 import pickle
+from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,8 +39,10 @@ from mtrl_bench.plugins import MethodSpec, registry
 from mtrl_bench.runs import load_plain
 from mtrl_bench.trainer import NonFiniteLoss, Trainer
 
-STEPS = 6  # training steps per check run
-INTERVAL = 2  # a mask update every INTERVAL steps: three updates
+STEPS = 6  # training steps per check run, at least
+INTERVAL = 2  # a mask update every INTERVAL steps
+CHANGES = 2  # mask changes to see before the checks end
+MAX_UPDATES = 40  # updates to wait for them
 TASKS = 3
 
 
@@ -52,22 +61,44 @@ def random_datasets(num_tasks: int = TASKS, episodes: int = 4, horizon: int = 50
         successes=np.zeros((episodes, horizon), bool)) for i in range(num_tasks)]
 
 
-def _trainer(spec: MethodSpec, data: OfflineData, seed: int) -> Trainer:
-    cfg = build_config(spec.name, "mt5", "near-optimal", seed, "smoke",
-                       {"train.steps": STEPS, "train.mask_interval": INTERVAL,
-                        "train.warmup_steps": 1, "train.lr": 1e-3},
-                       method_config_cls=spec.config_cls)
-    return Trainer(cfg, data, torch.device("cpu"), spec=spec)
+@dataclass(frozen=True)
+class _Setup:
+    spec: MethodSpec
+    data: OfflineData
+    seed: int
+    interval: int
+    steps: int  # the longest a check run may take
+    config: dict[str, Any]
 
+    def trainer(self) -> Trainer:
+        overrides = {"train.steps": self.steps, "train.mask_interval": self.interval,
+                     "train.warmup_steps": 1, "train.lr": 1e-3,
+                     **{f"method.{k}": v for k, v in self.config.items()}}
+        cfg = build_config(self.spec.name, "mt5", "near-optimal", self.seed, "smoke", overrides,
+                           method_config_cls=self.spec.config_cls)
+        return Trainer(cfg, self.data, torch.device("cpu"), spec=self.spec)
 
-def _run(spec: MethodSpec, data: OfflineData, seed: int, steps: int,
-         state: dict | None = None) -> tuple[Trainer, list[dict]]:
-    """A trainer after `steps` steps (from `state`, if given), with its records."""
-    trainer = _trainer(spec, data, seed)
-    if state is not None:
-        trainer.load_state_dict(state)
-    records = [trainer.step() for _ in range(steps)]
-    return trainer, records
+    def run(self, steps: int, state: dict | None = None) -> tuple[Trainer, list[dict]]:
+        """A trainer after `steps` steps (from `state`, if given), with its records."""
+        trainer = self.trainer()
+        if state is not None:
+            trainer.load_state_dict(state)
+        records = [trainer.step() for _ in range(steps - trainer.step_count)]
+        return trainer, records
+
+    def run_until_changes(self, changes: int) -> tuple[Trainer, list[dict], list[int]]:
+        """Train until the masks changed `changes` times (and STEPS steps passed) or the longest
+        run ended; returns the trainer, its records and the steps at which the masks changed."""
+        trainer, records, changed = self.trainer(), [], []
+        masks = None if trainer.strategy is None else trainer.strategy.masks.clone()
+        while trainer.step_count < self.steps:
+            records.append(trainer.step())
+            if masks is not None and not torch.equal(masks, trainer.strategy.masks):
+                changed.append(trainer.step_count)
+                masks = trainer.strategy.masks.clone()
+            if len(changed) >= changes and trainer.step_count >= STEPS:
+                break
+        return trainer, records, changed
 
 
 def _check_diagnostics(name: str, records: list[dict], num_tasks: int) -> None:
@@ -92,7 +123,9 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.shape == b.shape and bool(torch.equal(a, b))
 
 
-def check_method(method: str | MethodSpec, seed: int = 0) -> None:
+def check_method(method: str | MethodSpec, seed: int = 0, *, interval: int = INTERVAL,
+                 changes: int = CHANGES, max_updates: int = MAX_UPDATES,
+                 config: dict[str, Any] | None = None) -> None:
     """Run the conformance checks (module docstring) on a registered method or a MethodSpec;
     raises MethodCheckError naming the first problem."""
     spec = registry().method(method).spec if isinstance(method, str) else method
@@ -103,41 +136,56 @@ def check_method(method: str | MethodSpec, seed: int = 0) -> None:
         raise MethodCheckError(f"method '{name}': its config_cls() fails with default values: "
                                f"{type(exc).__name__}: {exc}") from exc
     data = OfflineData(random_datasets(), *_smoke_sections())
+    setup = _Setup(spec, data, seed, interval, max(STEPS, interval * max_updates),
+                   dict(config or {}))
     try:
-        first = _trainer(spec, data, seed)  # 1. masks checked at construction
+        first = setup.trainer()  # 1. masks checked at construction
         if spec.strategy is not None:
-            again = _trainer(spec, data, seed)
+            again = setup.trainer()
             if not _same(first.strategy.masks, again.strategy.masks):  # 2.
                 raise MethodCheckError(f"method '{name}': two strategies built with the same "
                                        "seed have different masks (draw only from ctx.generator)")
-        full, records = _run(spec, data, seed, STEPS)  # 3. updates checked by the trainer
+        # 3. every update checked by the trainer
+        full, records, changed = setup.run_until_changes(changes)
+        twin, twin_records = setup.run(full.step_count)  # 4.
+        # 5. checkpointed between the first two changes: a window's votes are then half full
+        half = (changed[0] + changed[1]) // 2 if len(changed) > 1 else full.step_count // 2
+        half_run, _ = setup.run(half)
     except (MaskError, NonFiniteLoss) as exc:
         raise MethodCheckError(f"method '{name}': {exc}" if isinstance(exc, NonFiniteLoss)
                                else str(exc)) from exc
     moved = any(not torch.equal(p, q) for p, q in zip(first.model.parameters(),
                                                        full.model.parameters()))
     if not moved:
-        raise MethodCheckError(f"method '{name}': {STEPS} training steps left every weight "
-                               "unchanged (does grad_scale() zero every entry?)")
+        raise MethodCheckError(f"method '{name}': {full.step_count} training steps left every "
+                               "weight unchanged (does grad_scale() zero every entry?)")
     if spec.strategy is not None:
         if not any("strategy" in r for r in records):
             raise MethodCheckError(f"method '{name}': no mask update ran")
         _check_diagnostics(name, records, data.num_tasks)
-    twin, twin_records = _run(spec, data, seed, STEPS)  # 4.
+        if len(changed) < changes:
+            raise MethodCheckError(
+                f"method '{name}': masks "
+                + ("never changed" if not changed else f"changed only {len(changed)} time(s)")
+                + f" in {full.step_count // interval} updates (one every {interval} steps); the "
+                f"kit checks {changes} changes (a strategy that acts rarely: raise "
+                "max_updates; masks meant to stay put: changes=0)")
     if [r["loss"] for r in twin_records] != [r["loss"] for r in records] or (
             spec.strategy is not None and not _same(twin.strategy.masks, full.strategy.masks)):
         raise MethodCheckError(f"method '{name}': two runs with seed {seed} differ "
                                "(losses or masks): the method is not deterministic")
-    half, _ = _run(spec, data, seed, STEPS // 2)  # 5.
     buffer = io.BytesIO()
-    torch.save(half.state_dict(), buffer)
+    torch.save(half_run.state_dict(), buffer)
     buffer.seek(0)
     try:
         state = load_plain(buffer)
     except pickle.UnpicklingError as exc:
         raise MethodCheckError(f"method '{name}': checkpoint refused: {exc}; keep a strategy's "
                                "state_dict() to tensors and plain containers") from None
-    resumed, _ = _run(spec, data, seed, STEPS - STEPS // 2, state)
+    try:
+        resumed, _ = setup.run(full.step_count, state)
+    except (MaskError, NonFiniteLoss) as exc:
+        raise MethodCheckError(f"method '{name}' after save/restore: {exc}") from exc
     if spec.strategy is not None and not _same(resumed.strategy.masks, full.strategy.masks):
         raise MethodCheckError(
             f"method '{name}': masks after save/restore differ from an uninterrupted run: "

@@ -19,7 +19,67 @@ BUILT_IN = ["prompt-dt", "mtdt", "mtbc", "harmodt-f", "harmodt-m", "harmodt-r", 
 @pytest.mark.parametrize("name", BUILT_IN)
 def test_built_in_methods_conform(name):
     assert name in registry().methods
-    check_method(name)
+    check_method(name, changes=0 if name == "harmodt-r" else 2)  # HarmoDT-R's never move
+
+
+def test_masks_that_never_move_are_said_unless_meant():
+    with pytest.raises(MethodCheckError, match=r"'harmodt-r': masks never changed in 40 updates"):
+        check_method("harmodt-r")
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowCfg:
+    sparsity: float = 0.2
+    window: int = 5
+
+
+class VotingWindow(MaskStrategy):
+    """Votes every update; acts (re-masks) only on every `window`-th update: a strategy the
+    kit must train long enough to see act. `bug` breaks it only when it acts."""
+
+    bug = ""
+
+    def __init__(self, config: WindowCfg, masks: torch.Tensor) -> None:
+        super().__init__(masks)
+        self.window, self.votes, self.count = config.window, torch.zeros_like(masks), 0
+
+    def update(self, ctx: UpdateContext) -> dict:
+        self.votes += (ctx.grads * ctx.params > 0).float()
+        self.count += 1
+        if self.count % self.window == 0:
+            keep = self.votes >= self.votes.median(dim=1, keepdim=True).values
+            self.masks.copy_(keep.float())
+            if self.bug == "nan":
+                self.masks[0, 0] = float("nan")
+            if self.bug == "shape":
+                self.masks = self.masks[:, 1:]
+        return {"votes": float(self.votes.mean())}
+
+    def state_dict(self) -> dict:
+        extra = {} if self.bug == "state" else {"votes": self.votes, "count": self.count}
+        return {**super().state_dict(), **extra}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.votes = state.get("votes", torch.zeros_like(self.masks))
+        self.count = state.get("count", 0)
+
+
+@pytest.mark.parametrize("bug, match", [
+    ("", None),
+    ("nan", r"update at step 10.*non-finite"),
+    ("shape", r"update at step 10.*shape"),
+    ("state", r"state_dict"),
+])
+def test_a_strategy_acting_every_fifth_update_is_checked_where_it_acts(bug, match):
+    strategy = type("Window", (VotingWindow,), {"bug": bug})
+    method = MethodSpec("voting", WindowCfg, erk_initialised(strategy), "a voting window")
+    if match is None:
+        check_method(method)
+        check_method(method, config={"window": 3}, interval=3)  # overrides reach the method
+    else:
+        with pytest.raises(MethodCheckError, match=match):
+            check_method(method)
 
 
 @dataclasses.dataclass(frozen=True)
