@@ -13,44 +13,16 @@ sizes before and after. Exit status 1 when anything differs.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 import pandas as pd
+from check_reports import REPORT_FILES, jobs, reports  # tools/, beside this script
 
-from mtrl_bench.cli import main as mtrl_bench
 from mtrl_bench.compact import compact
 from mtrl_bench.results import mask_diagnostics, run_curve
-
-REPORT_FILES = ("results.csv", "mask_activity.csv", "aggregate.csv", "comparison.csv",
-                "paper_tables.csv", "report.md", "report.tex")
-JOINT = {"table1-joint": ("table1", "table1-mt30")}  # reports of several experiments
-
-
-def reports(tree: Path, joint: dict[str, tuple[str, ...]], out: Path) -> dict[str, dict]:
-    """Experiment or joint report name -> {file name: bytes}, written under `out`. The
-    experiments are named as `tree`'s name / experiment, relative to its parent (a joint
-    report's notes name them), as in `mtrl-bench report results/table1 ...`."""
-    jobs = {d.name: (d.name,) for d in sorted(tree.iterdir()) if (d / "runs").is_dir()}
-    jobs.update(joint)
-    texts, here = {}, os.getcwd()
-    os.chdir(tree.parent)
-    try:
-        for name, sources in jobs.items():
-            with contextlib.redirect_stdout(io.StringIO()):
-                code = mtrl_bench(["report", *(f"{tree.name}/{s}" for s in sources),
-                                   "--out", str(out / name)])
-            if code:
-                sys.exit(f"report of {name} failed")
-            texts[name] = {f: (out / name / f).read_bytes() for f in REPORT_FILES}
-    finally:
-        os.chdir(here)
-    return texts
 
 
 def readings(tree: Path, store: Path) -> list[Path]:
@@ -89,18 +61,18 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="check-compaction-") as tmp:
         tree = Path(tmp) / args.results.resolve().name
         shutil.copytree(args.results, tree, symlinks=True)
-        joint = {n: s for n, s in JOINT.items() if all((tree / x).is_dir() for x in s)}
+        which = jobs(tree)
         before, after = Path(tmp) / "before", Path(tmp) / "after"
         for d in (before, after):
             d.mkdir()
-        texts0, runs0 = reports(tree, joint, before / "reports"), readings(tree, before)
+        texts0, runs0 = reports(tree, before / "reports", which), readings(tree, before)
         bytes0 = size(tree)
         print(compact(tree))
-        texts1, runs1 = reports(tree, joint, after / "reports"), readings(tree, after)
+        texts1, runs1 = reports(tree, after / "reports", which), readings(tree, after)
         for name in texts0:
-            differ = [f for f in REPORT_FILES if texts0[name][f] != texts1[name][f]]
+            differ = [f for f in texts0[name] if texts0[name][f] != texts1[name].get(f)]
             failures += [f"{name}/{f}: differs after compacting" for f in differ]
-            committed = [f for f in REPORT_FILES if (args.results / name / f).exists()
+            committed = [f for f in texts0[name] if (args.results / name / f).exists()
                          and (args.results / name / f).read_bytes() != texts0[name][f]]
             print(f"{name}: {len(REPORT_FILES) - len(differ)}/{len(REPORT_FILES)} report files "
                   "identical after compacting; committed report "
