@@ -33,6 +33,8 @@ class Suite:
 
     random_goals: every episode (data and evaluation) draws its goal from the 50 training goals
     instead of cycling through them in order (paper Table 2, "MT50-rand").
+    A suite is defined once, here: `SUITES`' order is the order of tables and plots, `label` is
+    how they name it (mtrl_bench.display).
     """
 
     name: str
@@ -40,6 +42,7 @@ class Suite:
     random_goals: bool = False
     description: str = ""
     family: str = ""  # the paper's suite it stands in for (random5-3 -> random5); "" = itself
+    label: str = ""  # as tables name it ("MT5"); "" = the name
 
     @property
     def table_name(self) -> str:
@@ -59,14 +62,16 @@ def _random_combination(k: int, seed: int) -> tuple[str, ...]:
 SUITES: dict[str, Suite] = {
     s.name: s
     for s in (
-        Suite("mt5", MT50_ORDER[:5], description="first 5 tasks of HarmoDT's MT50 order"),
-        Suite("mt30", MT50_ORDER[:30], description="first 30 tasks of HarmoDT's MT50 order"),
-        Suite("mt50", MT50_ORDER, description="all 50 Meta-World v3 tasks"),
-        Suite("mt50-rand", MT50_ORDER, random_goals=True,
+        Suite("mt5", MT50_ORDER[:5], description="first 5 tasks of HarmoDT's MT50 order",
+              label="MT5"),
+        Suite("mt30", MT50_ORDER[:30], description="first 30 tasks of HarmoDT's MT50 order",
+              label="MT30"),
+        Suite("mt50", MT50_ORDER, description="all 50 Meta-World v3 tasks", label="MT50"),
+        Suite("mt50-rand", MT50_ORDER, random_goals=True, label="MT50-rand",
               description="MT50 with a random training goal every episode (paper Table 2)"),
-        Suite("random5", _random_combination(5, seed=0),
+        Suite("random5", _random_combination(5, seed=0), label="random 5",
               description="5 tasks drawn from MT50 with seed 0 (paper Table 3)"),
-        Suite("random30", _random_combination(30, seed=0),
+        Suite("random30", _random_combination(30, seed=0), label="random 30",
               description="30 tasks drawn from MT50 with seed 0 (paper Table 3)"),
     )
 }

@@ -10,91 +10,51 @@
 - ``comparison.csv`` (every test, raw and Holm-adjusted p), ``aggregate.csv`` and
   ``paper_tables.csv`` (ours beside the paper's, long form).
 
-Everything comes from `mtrl_bench.stats`; this module only lays numbers out. The LaTeX is written
-here (booktabs), so no templating dependency is needed.
+Everything comes from `mtrl_bench.stats`; this module only lays numbers out into a document
+(`mtrl_bench.document`, which renders Markdown and booktabs LaTeX), named and ordered as
+`mtrl_bench.display` says. The statistics every table shows are data (`P_VALUES`, `INTERVALS`).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 from tabulate import tabulate
 
 from mtrl_bench import stats
+from mtrl_bench.display import (
+    QUALITY_ORDER,
+    cell_name,
+    format_p,
+    metric_scale,
+    num,
+    quality_label,
+    sort_frame,
+    sorted_names,
+    suite_label,
+)
+from mtrl_bench.document import Block, Cell, Table, render_latex, render_markdown
 from mtrl_bench.paper import Layout, load_numbers, numbers_dir
 from mtrl_bench.paper import paper as paper_data
-from mtrl_bench.stats import CELL, DEFAULT_REPS, QUALITY_ORDER
+from mtrl_bench.stats import CELL, DEFAULT_REPS
 from mtrl_bench_envs.common import atomic_write
 
-SUITE_LABELS = {"mt5": "MT5", "mt30": "MT30", "mt50": "MT50", "mt50-rand": "MT50-rand",
-                "random5": "random 5", "random30": "random 30"}
-QUALITY_LABELS = {"near-optimal": "near-opt.", "sub-optimal": "sub-opt."}
-
-
-# --------------------------------------------------------------------------- document model
-
-@dataclass
-class Cell:
-    text: str = "—"
-    bold: bool = False
-    mark: str = ""  # significance stars
-    note: str = ""  # a footnote sign, after the stars
-
-
-@dataclass
-class Table:
-    caption: str
-    label_header: str
-    columns: list[tuple[str, str]]  # (group, name); groups span neighbouring columns in LaTeX
-    rows: list[list[Cell]]  # the first cell of a row is its label
-    notes: list[str] = field(default_factory=list)
-
-
-Block = tuple[str, object]  # ("h2" | "h3" | "p" | "list", text or items) or ("table", Table)
-
-
 # --------------------------------------------------------------------------- formatting
-
-def metric_scale(metric: str) -> tuple[float, int, str]:
-    """(factor, decimals, unit) for displaying a metric: success in %, like the paper."""
-    if metric == "success":
-        return 100.0, 2, "%"
-    if metric == "return":
-        return 1.0, 1, ""
-    return 1.0, 3, ""
-
-
-def _num(x: float, decimals: int) -> str:
-    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{decimals}f}"
-
 
 def _mean_std(mean: float, std: float, metric: str) -> str:
     factor, dec, _ = metric_scale(metric)
     if math.isnan(mean):
         return "—"
     if math.isnan(std):
-        return _num(mean * factor, dec)
+        return num(mean * factor, dec)
     return f"{mean * factor:.{dec}f} ± {std * factor:.{dec}f}"
-
-
-def axis_label(metric: str) -> str:
-    return f"{metric} (%)" if metric_scale(metric)[2] == "%" else metric
-
-
-def format_p(p: float) -> str:
-    return "—" if pd.isna(p) else f"{p:.3g}"
 
 
 def _interval(point: float, lo: float, hi: float, factor: float, dec: int) -> str:
     if math.isnan(point):
         return "—"
     return f"{point * factor:.{dec}f} [{lo * factor:.{dec}f}, {hi * factor:.{dec}f}]"
-
-
-def _cell_name(suite: str, quality: str) -> str:
-    return f"{SUITE_LABELS.get(suite, suite)} {quality}"
 
 
 def _bold_best(rows: list[list[Cell]], col: int, values: list[float], decimals: int) -> None:
@@ -118,9 +78,9 @@ def _overview(df: pd.DataFrame, comps: dict[str, pd.DataFrame], primary: str, re
     runs = df.drop_duplicates(list(stats.RUN))
     blocks: list[Block] = [("h2", "Overview"), ("p", (
         f"{len(df)} rows from {len(runs)} runs. Methods: "
-        f"{', '.join(stats.sorted_names(df['method'], 'method'))}. Suites: "
-        f"{', '.join(stats.sorted_names(df['suite'], 'suite'))}. Qualities: "
-        f"{', '.join(stats.sorted_names(df['quality'], 'quality'))}. Protocols: "
+        f"{', '.join(sorted_names(df['method'], 'method'))}. Suites: "
+        f"{', '.join(sorted_names(df['suite'], 'suite'))}. Qualities: "
+        f"{', '.join(sorted_names(df['quality'], 'quality'))}. Protocols: "
         f"{', '.join(sorted(set(df['protocol'])))}. Reference method: {reference}. "
         "The unit of every statistic is the training seed: each run's per-task values are "
         "averaged over tasks first."
@@ -158,19 +118,19 @@ def _missing(df: pd.DataFrame, metric: str, reference: str) -> list[str]:
         have = group.drop_duplicates(list(stats.RUN))
         if len(have) < len(runs):
             out.append(f"metric '{name}' exists for {len(have)} of {len(runs)} runs")
-    scores = stats.seed_scores(df, metric)
+    scores = sort_frame(stats.seed_scores(df, metric), ["method", *CELL, "seed"])
     if scores.empty:
         return [*out, f"no run has the metric '{metric}'"]
     cells = scores[list(CELL)].drop_duplicates()
-    methods = stats.sorted_names(scores["method"], "method")
+    methods = sorted_names(scores["method"], "method")
     present = set(map(tuple, scores[["method", *CELL]].drop_duplicates().to_numpy()))
     for method in methods:
-        gaps = [_cell_name(s, q) + (f" [{p}]" if cells["protocol"].nunique() > 1 else "")
+        gaps = [cell_name(s, q) + (f" [{p}]" if cells["protocol"].nunique() > 1 else "")
                 for s, q, p in map(tuple, cells.to_numpy()) if (method, s, q, p) not in present]
         if gaps:
             out.append(f"{method}: no runs in {', '.join(gaps)}")
     for cell, group in scores.groupby(list(CELL), sort=False):
-        name = _cell_name(cell[0], cell[1])
+        name = cell_name(cell[0], cell[1])
         counts = group.groupby("method", sort=False)["seed"].nunique()
         if counts.nunique() > 1:
             out.append(f"{name}: seeds per method differ ("
@@ -188,6 +148,13 @@ def _missing(df: pd.DataFrame, metric: str, reference: str) -> list[str]:
 
 
 INERT_MARK = "†"
+# The statistics a report shows, as data: every table that lists them reads these.
+# Tests of a method against the reference: (header, column of `stats.compare`).
+P_VALUES = (("p Welch", "p_welch"), ("p perm.", "p_perm"), ("p Holm", "p_holm"))
+# Aggregates with bootstrap intervals: (header, column stem of `stats.aggregate` with its _low
+# and _high, shown for success only).
+INTERVALS = (("IQM [95% CI]", "iqm", False), ("mean [95% CI]", "mean", False),
+             ("optimality gap [95% CI]", "gap", True))
 
 
 def _inert_cells(activity: pd.DataFrame | None) -> set[tuple[str, str, str, str]]:
@@ -212,7 +179,7 @@ def _precision(df: pd.DataFrame) -> dict[tuple[str, str], str]:
         if kinds.nunique() == 1:
             out[suite, protocol] = f"Precision: {kinds.iloc[0]} in every cell."
         else:
-            parts = ", ".join(f"{m} {QUALITY_LABELS.get(q, q)} {k}" for (m, q), k in kinds.items())
+            parts = ", ".join(f"{m} {quality_label(q)} {k}" for (m, q), k in kinds.items())
             out[suite, protocol] = (f"Precision: mixed, this table compares runs of different "
                                     f"numerics ({parts}).")
     return out
@@ -225,8 +192,8 @@ def _comparison_section(comp: pd.DataFrame, metric: str, reference: str, alpha: 
     blocks: list[Block] = [("h3", f"Metric: {metric}" + (f" ({unit})" if unit else ""))]
     family = {metric: int(comp["p_welch"].notna().sum())}
     for (suite, protocol), group in comp.groupby(["suite", "protocol"], sort=False):
-        qualities = stats.sorted_names(group["quality"], "quality")
-        methods = stats.sorted_names(group["method"], "method")
+        qualities = sorted_names(group["quality"], "quality")
+        methods = sorted_names(group["method"], "method")
         rows, detail = [], []
         for method in methods:
             row = [Cell(method)]
@@ -256,14 +223,14 @@ def _comparison_section(comp: pd.DataFrame, metric: str, reference: str, alpha: 
             notes.append(f"{INERT_MARK}: masks barely moved in every seed (density within "
                          "2 points of its initial value; see Mask activity): this method "
                          "trained with about its initial masks.")
-        caption = f"{SUITE_LABELS.get(suite, suite)}, {metric}, protocol {protocol}"
+        caption = f"{suite_label(suite)}, {metric}, protocol {protocol}"
         blocks.append(("table", Table(caption, "method",
-                                      [("", QUALITY_LABELS.get(q, q)) for q in qualities],
+                                      [("", quality_label(q)) for q in qualities],
                                       rows, [n for n in notes if n])))
         if detail:
             diff = "diff (pp) [95% CI]" if unit == "%" else "diff [95% CI]"
-            cols = ["quality", f"n vs {reference}", diff, "Hedges' g", "p Welch", "p perm.",
-                    "p Holm", "note"]
+            cols = ["quality", f"n vs {reference}", diff, "Hedges' g",
+                    *(header for header, _ in P_VALUES), "note"]
             blocks.append(("table", Table(f"Tests against {reference}: {caption}", "method",
                                           [("", c) for c in cols], detail)))
     return blocks
@@ -295,19 +262,19 @@ def _activity_section(activity: pd.DataFrame) -> list[Block]:
             "upd. with conflict (%)", "switched / upd. (%)", "density initial → final", ""]
     for (suite, protocol), group in activity.groupby(["suite", "protocol"], sort=False):
         rows = []
-        for method in stats.sorted_names(group["method"], "method"):
-            for q in stats.sorted_names(group["quality"], "quality"):
+        for method in sorted_names(group["method"], "method"):
+            for q in sorted_names(group["quality"], "quality"):
                 g = group[(group["method"] == method) & (group["quality"] == q)]
                 if g.empty:
                     continue
                 m = g.mean(numeric_only=True)
-                rows.append([Cell(method), Cell(QUALITY_LABELS.get(q, q)), Cell(str(len(g))),
+                rows.append([Cell(method), Cell(quality_label(q)), Cell(str(len(g))),
                              Cell(_share(m["conflict_share"])), Cell(_share(m["recover_share"])),
                              Cell(_share(m["conflict_nonempty"], dec=1)),
                              Cell(_share(m["moved_share"])),
                              Cell(f"{m['density_initial']:.3f} → {m['density_final']:.3f}"),
                              Cell(_inert_text(g))])
-        caption = f"Mask activity: {SUITE_LABELS.get(suite, suite)}, protocol {protocol}"
+        caption = f"Mask activity: {suite_label(suite)}, protocol {protocol}"
         blocks.append(("table", Table(caption, "method", [("", c) for c in cols], rows, [])))
     return blocks
 
@@ -320,11 +287,10 @@ def _lookup(group: pd.DataFrame, method: str, quality: str, column: str) -> floa
 def _detail_row(r: pd.Series, factor: float, dec: int) -> list[Cell]:
     diff = _interval(r["diff"], r["ci_low"], r["ci_high"], factor, dec)
     if math.isnan(r["ci_low"]) and not math.isnan(r["diff"]):
-        diff = _num(r["diff"] * factor, dec)
-    return [Cell(r["method"]), Cell(QUALITY_LABELS.get(r["quality"], r["quality"])),
-            Cell(f"{r['n']} vs {r['ref_n']}"), Cell(diff), Cell(_num(r["g"], 2)),
-            Cell(format_p(r["p_welch"])), Cell(format_p(r["p_perm"])), Cell(format_p(r["p_holm"])),
-            Cell(r["note"] or "")]
+        diff = num(r["diff"] * factor, dec)
+    return [Cell(r["method"]), Cell(quality_label(r["quality"])),
+            Cell(f"{r['n']} vs {r['ref_n']}"), Cell(diff), Cell(num(r["g"], 2)),
+            *(Cell(format_p(r[column])) for _, column in P_VALUES), Cell(r["note"] or "")]
 
 
 def _seed_note(seeds: pd.Series) -> str:
@@ -446,7 +412,7 @@ def _paper_layout(layout: Layout, comps: dict[str, pd.DataFrame], paper: pd.Data
             rows.append(row)
         columns = []
         for s, q, k in cols:
-            group_name = _cell_name(s, q) + (f", {k}" if len(layout.metrics) > 1 else "")
+            group_name = cell_name(s, q) + (f", {k}" if len(layout.metrics) > 1 else "")
             columns += [(group_name, "ours"), (group_name, "paper")]
         for j, (s, q, k) in enumerate(cols):
             dec = metric_scale(k)[1]
@@ -495,7 +461,7 @@ def _describe_gaps(gaps: list[tuple[str, str, str, str]], layout: Layout) -> str
     by_method: dict[str, list[str]] = {}
     for m, s, q, k in gaps:
         by_method.setdefault(m, []).append(
-            _cell_name(s, q) + (f" {k}" if len(layout.metrics) > 1 else ""))
+            cell_name(s, q) + (f" {k}" if len(layout.metrics) > 1 else ""))
     total = len(layout.suites) * len(QUALITY_ORDER) * len(layout.metrics)
     return "; ".join(f"{m} (all cells)" if len(c) == total else f"{m}: {', '.join(c)}"
                      for m, c in by_method.items())
@@ -512,132 +478,30 @@ def _aggregate_section(agg: pd.DataFrame, metric: str, reference: str, reps: int
         "and an interval that excludes 0.5 is the sign of a difference."
     ))]
     has_gap = metric == "success"
+    shown = [(header, stem) for header, stem, success_only in INTERVALS
+             if has_gap or not success_only]
     for (suite, protocol), group in agg.groupby(["suite", "protocol"], sort=False):
-        cols = ["quality", "runs × tasks", "IQM [95% CI]", "mean [95% CI]"]
-        cols += ["optimality gap [95% CI]"] if has_gap else []
-        cols += [f"P(X > {reference}) [95% CI]", "note"]
+        cols = ["quality", "runs × tasks", *(header for header, _ in shown),
+                f"P(X > {reference}) [95% CI]", "note"]
         rows = []
-        for r in group.itertuples():
-            row = [Cell(r.method), Cell(QUALITY_LABELS.get(r.quality, r.quality)),
-                   Cell(f"{r.runs} × {r.tasks}"),
-                   Cell(_interval(r.iqm, r.iqm_low, r.iqm_high, factor, dec)),
-                   Cell(_interval(r.mean, r.mean_low, r.mean_high, factor, dec))]
-            if has_gap:
-                row.append(Cell(_interval(r.gap, r.gap_low, r.gap_high, factor, dec)))
-            poi = "reference" if r.method == reference else _interval(
-                r.poi, r.poi_low, r.poi_high, 1.0, 2)
-            rows.append([*row, Cell(poi), Cell(r.note or "")])
-        caption = f"Aggregates, {SUITE_LABELS.get(suite, suite)}, {metric}, protocol {protocol}"
+        for r in group.to_dict("records"):
+            row = [Cell(r["method"]), Cell(quality_label(r["quality"])),
+                   Cell(f"{r['runs']} × {r['tasks']}"),
+                   *(Cell(_interval(r[stem], r[f"{stem}_low"], r[f"{stem}_high"], factor, dec))
+                     for _, stem in shown)]
+            poi = "reference" if r["method"] == reference else _interval(
+                r["poi"], r["poi_low"], r["poi_high"], 1.0, 2)
+            rows.append([*row, Cell(poi), Cell(r["note"] or "")])
+        caption = f"Aggregates, {suite_label(suite)}, {metric}, protocol {protocol}"
         notes = [f"Scores in {unit}." if unit else ""]
         blocks.append(("table", Table(caption, "method", [("", c) for c in cols], rows,
                                       [n for n in notes if n])))
     return blocks
 
 
-# --------------------------------------------------------------------------- renderers
-
-def _md_cell(cell: Cell) -> str:
-    text = cell.text.replace("|", "\\|")
-    if cell.bold and text not in ("—", "–", "n/a"):
-        text = f"**{text}**"
-    return text + cell.mark.replace("*", "\\*") + (f" {cell.note}" if cell.note else "")
-
-
-def render_markdown(title: str, blocks: list[Block]) -> str:
-    out = [f"# {title}", ""]
-    for kind, body in blocks:
-        if kind == "h2":
-            out += [f"## {body}", ""]
-        elif kind == "h3":
-            out += [f"### {body}", ""]
-        elif kind == "p":
-            out += [str(body), ""]
-        elif kind == "list":
-            out += [f"- {item}" for item in body] + [""]
-        elif kind == "table":
-            t: Table = body
-            headers = [t.label_header] + [f"{g} {n}".strip() for g, n in t.columns]
-            rows = [[_md_cell(c) for c in row] for row in t.rows]
-            out += [f"**{t.caption}**", "",
-                    tabulate(rows, headers, tablefmt="github", disable_numparse=True), ""]
-            out += [f"{note}  " for note in t.notes] + ([""] if t.notes else [])
-    return "\n".join(out).rstrip() + "\n"
-
-
-_TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-                "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-                "^": r"\textasciicircum{}"}
-_TEX_SYMBOLS = {"±": r"$\pm$", "—": "--", "–": "--", "×": r"$\times$", "½": r"$\frac12$",
-                "≥": r"$\geq$", "<": r"$<$", ">": r"$>$", "†": r"\dag{}", "→": r"$\to$"}
-
-
-def _tex(text: str) -> str:
-    text = text.replace("\\*", "*")  # Markdown escapes are not LaTeX
-    out = "".join(_TEX_ESCAPES.get(ch, ch) for ch in text)
-    for symbol, tex in _TEX_SYMBOLS.items():
-        out = out.replace(symbol, tex)
-    return out
-
-
-def _tex_cell(cell: Cell) -> str:
-    text = _tex(cell.text)
-    if cell.bold and cell.text not in ("—", "–", "n/a"):
-        text = rf"\textbf{{{text}}}"
-    return (text + (rf"$^{{{cell.mark}}}$" if cell.mark else "")
-            + (f" {_tex(cell.note)}" if cell.note else ""))
-
-
-def render_latex(title: str, blocks: list[Block]) -> str:
-    out = [f"% {title}", "% Generated by mtrl_bench.report; needs \\usepackage{booktabs}.", ""]
-    for kind, body in blocks:
-        if kind in ("h2", "h3"):
-            out += [rf"\{'sub' if kind == 'h3' else ''}section*{{{_tex(str(body))}}}", ""]
-        elif kind == "p":
-            out += [_tex(str(body)), ""]
-        elif kind == "list":
-            out += [r"\begin{itemize}"] + [rf"  \item {_tex(i)}" for i in body]
-            out += [r"\end{itemize}", ""]
-        elif kind == "table":
-            out += _latex_table(body) + [""]
-    return "\n".join(out).rstrip() + "\n"
-
-
-def _latex_table(t: Table) -> list[str]:
-    n = len(t.columns)
-    lines = [r"\begin{table}[ht]", r"\centering", rf"\caption{{{_tex(t.caption)}}}",
-             r"\begin{tabular}{l" + "c" * n + "}", r"\toprule"]
-    spans = _spans([g for g, _ in t.columns])
-    if any(g for g, _, _ in spans):
-        heads, rules = [""], []
-        for g, start, width in spans:
-            heads.append(rf"\multicolumn{{{width}}}{{c}}{{{_tex(g)}}}" if width > 1 else _tex(g))
-            if g:
-                rules.append(rf"\cmidrule(lr){{{start + 2}-{start + 1 + width}}}")
-        lines += [" & ".join(heads) + r" \\", " ".join(rules)]
-    lines.append(" & ".join([_tex(t.label_header)] + [_tex(c) for _, c in t.columns]) + r" \\")
-    lines.append(r"\midrule")
-    lines += [" & ".join(_tex_cell(c) for c in row) + r" \\" for row in t.rows]
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    if t.notes:
-        lines += [r"\par\smallskip\footnotesize"] + [_tex(note) + r"\par" for note in t.notes]
-    lines.append(r"\end{table}")
-    return lines
-
-
-def _spans(groups: list[str]) -> list[tuple[str, int, int]]:
-    """Runs of equal neighbouring group names: (name, first index, width)."""
-    spans: list[tuple[str, int, int]] = []
-    for i, g in enumerate(groups):
-        if spans and spans[-1][0] == g:
-            spans[-1] = (g, spans[-1][1], spans[-1][2] + 1)
-        else:
-            spans.append((g, i, 1))
-    return spans
-
-
 def comparison_text(df: pd.DataFrame, reference: str) -> str:
     """The significance-tested comparison of task-averaged success, one row per method × cell."""
-    comp = stats.compare(df, reference, "success")
+    comp = sort_frame(stats.compare(df, reference, "success"), [*CELL, "method"])
     if comp.empty:
         return "(no success values to compare)"
     rows = []
@@ -647,10 +511,9 @@ def comparison_text(df: pd.DataFrame, reference: str) -> str:
             r.suite, r.quality, r.method, r.n,
             f"{100 * r.mean:.1f} ± {100 * r.std:.1f}" if r.n > 1 else f"{100 * r.mean:.1f}",
             f"{100 * r.diff:+.1f}" if test else "",
-            format_p(r.p_welch), format_p(r.p_perm), format_p(r.p_holm),
-            r.mark, r.note])
+            *(format_p(getattr(r, column)) for _, column in P_VALUES), r.mark, r.note])
     headers = ["suite", "quality", "method", "seeds", "success %", f"Δ vs {reference}",
-               "p Welch", "p perm.", "p Holm", "", "note"]
+               *(header for header, _ in P_VALUES), "", "note"]
     return tabulate(rows, headers=headers, disable_numparse=True)
 
 
@@ -678,10 +541,12 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, reference: str | None = 
     if df.empty:
         raise ValueError("the results table is empty: there is nothing to report "
                          "(no run has a numeric value); run an experiment first")
-    metrics = stats.sorted_names(df["metric"], "metric")
+    metrics = sorted_names(df["metric"], "metric")
     primary = metric if metric in metrics else metrics[0]
-    comps = {m: stats.compare(df, reference, m, seed=seed, alpha=alpha) for m in metrics}
+    comps = {m: sort_frame(stats.compare(df, reference, m, seed=seed, alpha=alpha),
+                           [*CELL, "method"]) for m in metrics}
     agg = stats.aggregate(df, reference, primary, reps=reps, seed=seed)
+    agg = sort_frame(agg, [*CELL, "method"]) if len(agg) else agg
     paper_path = Path(paper_dir) if paper_dir is not None else numbers_dir()
     paper = load_numbers(paper_path)
 

@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 import warnings
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,50 +53,15 @@ MEAN_TASK = "__mean__"  # a run's task-averaged value, for runs stored without p
 CELL = ("suite", "quality", "protocol")
 RUN = ("method", *CELL, "seed")
 
-# Canonical orders, so tables and CSVs read the same way whatever order the runs finished in
-# (methods: the paper's display order, `mtrl_bench.paper`).
-SUITE_ORDER = ("mt5", "mt30", "mt50", "mt50-rand", "random5", "random30")
-QUALITY_ORDER = ("near-optimal", "sub-optimal")
-METRIC_ORDER = ("success", "return")
-
 Seed = int | np.random.SeedSequence
 EXACT_LIMIT = 100_000  # above this many distinct splits the permutation test samples instead
 DEFAULT_REPS = 10_000  # bootstrap resamples (rliable uses 50 000; 10 000 fixes two decimals)
 
 
-def method_order() -> tuple[str, ...]:
-    from mtrl_bench.paper import paper
-
-    return paper().display_order
-
-
-def order_key(column: str) -> Callable[[pd.Series], pd.Series]:
-    """A `sort_values(key=...)` function putting known names first, in the canonical order; a
-    sweep label `method[field=value]` follows its method."""
-    known = {"method": method_order(), "suite": SUITE_ORDER, "quality": QUALITY_ORDER,
-             "metric": METRIC_ORDER}.get(column, ())
-    rank = {name: i for i, name in enumerate(known)}
-
-    def one(v: object) -> tuple[int, str]:
-        base = str(v).split("[", 1)[0] if column == "method" else v
-        return rank.get(v, rank.get(base, len(rank))), str(v)
-
-    def key(values: pd.Series) -> pd.Series:
-        return values.map(one)
-
-    return key
-
-
-def sorted_names(values: Iterable[str], column: str) -> list[str]:
-    """The distinct values of a column, in its canonical order (`order_key`)."""
-    unique = pd.Series(sorted(set(values)), dtype=object)
-    return unique.sort_values(key=order_key(column)).tolist()
-
-
-def sort_frame(df: pd.DataFrame, by: Iterable[str]) -> pd.DataFrame:
-    by = list(by)
-    keyed = pd.DataFrame({c: order_key(c)(df[c]) for c in by}, index=df.index)
-    return df.loc[keyed.sort_values(by).index].reset_index(drop=True)
+def ordered(df: pd.DataFrame, by: Iterable[str]) -> pd.DataFrame:
+    """Rows sorted by the plain values of `by`: a fixed order for the arithmetic (a cell's runs
+    by seed); pages order rows their own way (`mtrl_bench.display.sort_frame`)."""
+    return df.sort_values(list(by), kind="stable").reset_index(drop=True)
 
 
 def check_results(df: pd.DataFrame) -> pd.DataFrame:
@@ -137,7 +102,7 @@ def seed_scores(df: pd.DataFrame, metric: str = "success") -> pd.DataFrame:
     out = pd.concat([from_tasks, means], ignore_index=True)
     if out.empty:
         return pd.DataFrame(columns=[*keys, "value", "n_tasks"])
-    return sort_frame(out, keys)
+    return ordered(out, keys)
 
 
 def cell_summary(df: pd.DataFrame, metric: str = "success") -> pd.DataFrame:
@@ -149,7 +114,7 @@ def cell_summary(df: pd.DataFrame, metric: str = "success") -> pd.DataFrame:
     out = scores.groupby(keys, sort=False)["value"].agg(
         n="count", mean="mean", std=lambda v: v.std(ddof=1) if len(v) > 1 else np.nan
     ).reset_index()
-    return sort_frame(out, [*CELL, "method"])
+    return ordered(out, [*CELL, "method"])
 
 
 # --------------------------------------------------------------------------- two-sample tests
@@ -318,7 +283,7 @@ def compare(df: pd.DataFrame, reference: str, metric: str = "success", seed: int
     out["p_holm"] = holm(out["p_welch"])
     out["p_perm_holm"] = holm(out["p_perm"])
     out["mark"] = [_mark(r, alpha, needed) for r in out.itertuples()]
-    return sort_frame(out, [*CELL, "method"])
+    return ordered(out, [*CELL, "method"])
 
 
 def _compare_one(cell: dict, metric: str, method: str, vals: np.ndarray, reference: str,
@@ -545,7 +510,7 @@ def aggregate(df: pd.DataFrame, reference: str, metric: str = "success",
             row["note"] = "; ".join(notes)
             rows.append(row)
     out = pd.DataFrame(rows, columns=list(AGGREGATE_COLUMNS))
-    return sort_frame(out, [*CELL, "method"]) if len(out) else out
+    return ordered(out, [*CELL, "method"]) if len(out) else out
 
 
 __all__ = [
@@ -553,5 +518,5 @@ __all__ = [
     "aggregate_mean", "cell_summary", "check_results", "compare", "hedges_g", "holm", "iqm",
     "min_seeds", "optimality_gap", "p_floor", "permutation_p", "probability_of_improvement",
     "probability_of_improvement_ci", "required_seeds", "score_matrix", "seed_scores",
-    "sort_frame", "stratified_bootstrap", "welch",
+    "ordered", "stratified_bootstrap", "welch",
 ]

@@ -217,9 +217,24 @@ def test_check_results_names_missing_columns():
 
 
 def test_methods_sort_in_the_paper_order_with_sweep_labels_after_their_method():
+    from mtrl_bench.display import sorted_names
+
     names = ["bc-all", "socodt[beta_scale=0.01]", "zeta", "prompt-dt", "socodt", "mtdt"]
-    assert stats.sorted_names(names, "method") == [
+    assert sorted_names(names, "method") == [
         "mtdt", "prompt-dt", "socodt", "socodt[beta_scale=0.01]", "bc-all", "zeta"]
+
+
+def test_suites_are_shown_in_the_order_and_with_the_labels_of_their_one_definition(monkeypatch):
+    """A suite added to envs/suites.py is ordered and labelled by that entry alone."""
+    from mtrl_bench.display import sorted_names, suite_label
+    from mtrl_bench_envs import suites
+
+    added = suites.Suite("mt7", suites.MT50_ORDER[:7], label="MT7")
+    monkeypatch.setitem(suites.SUITES, "mt7", added)
+    assert sorted_names(["mt7", "random5-3", "mt30", "mt5"], "suite") == [
+        "mt5", "mt30", "mt7", "random5-3"]
+    assert [suite_label(s) for s in ("mt7", "mt50-rand", "random5-3")] == [
+        "MT7", "MT50-rand", "random5-3"]
 
 
 def test_runs_on_disjoint_task_sets_are_bootstrapped_by_their_means():
