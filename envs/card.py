@@ -11,15 +11,14 @@ from typing import IO, Any
 import numpy as np
 from tabulate import tabulate
 
-from mtrl_bench_envs.common import atomic_write, package_versions, unknown_name_message
+from mtrl_bench_envs.common import atomic_write, unknown_name_message
+from mtrl_bench_envs.experts import load_experts
 from mtrl_bench_envs.suites import EPISODE_LENGTH, MT50_ORDER
 
 CARD_FORMAT = 1
 CARD_JSON, CARD_MD = "card.json", "CARD.md"
 QUALITIES = ("near-optimal", "sub-optimal")
 FILE_KEYS = ("observations", "actions", "rewards", "successes")  # required keys of <task>.npz
-VERSIONED_PACKAGES = ("metaworld", "mujoco", "gymnasium", "numpy", "mtrl-bench")
-SIMULATION_PACKAGES = ("metaworld", "mujoco")  # a change here changes the data itself
 
 
 TASK_ENTRY_KEYS = ("file", "bytes", "sha256", "stats")  # what the card records per task file
@@ -38,11 +37,6 @@ def check_quality(quality: str) -> str:
 def quality_episodes(episodes: int, quality: str) -> int:
     """Near-optimal is the whole buffer; sub-optimal its first half (MTDiff/HarmoDT)."""
     return episodes if check_quality(quality) == "near-optimal" else episodes // 2
-
-
-def dataset_versions() -> dict[str, str]:
-    """Versions of the packages a dataset card records."""
-    return package_versions(VERSIONED_PACKAGES)
 
 
 def save_npz(f: IO[bytes], arrays: Mapping[str, np.ndarray]) -> None:
@@ -141,8 +135,6 @@ def _task_order(task: str) -> int:
 
 def card_table(card: Mapping[str, Any], fmt: str = "simple") -> str:
     """One row per task: return and success of both qualities beside the expert's success."""
-    from mtrl_bench_envs.experts import load_experts  # here: experts imports this module
-
     experts = load_experts()["tasks"]
     rows = []
     for task, entry in card["tasks"].items():

@@ -80,6 +80,15 @@ def unknown_name_message(kind: str, name: str, valid: Iterable[str]) -> str:
     return f"unknown {kind} '{name}'.{hint} Valid: {', '.join(valid)}"
 
 
+VERSIONED_PACKAGES = ("metaworld", "mujoco", "gymnasium", "numpy", "mtrl-bench")
+SIMULATION_PACKAGES = ("metaworld", "mujoco")  # a change here changes the data itself
+
+
+def dataset_versions() -> dict[str, str]:
+    """Versions of the packages a dataset card (and the experts' table) records."""
+    return package_versions(VERSIONED_PACKAGES)
+
+
 def package_versions(names: Iterable[str]) -> dict[str, str]:
     """Installed version of each distribution ("not installed" when absent)."""
     out = {}

@@ -18,8 +18,7 @@ import numpy as np
 from tabulate import tabulate
 from tqdm import tqdm
 
-from mtrl_bench_envs.card import SIMULATION_PACKAGES, dataset_versions
-from mtrl_bench_envs.common import atomic_write
+from mtrl_bench_envs.common import SIMULATION_PACKAGES, atomic_write, dataset_versions
 from mtrl_bench_envs.parallel import imap_unordered
 from mtrl_bench_envs.recipe import make_policy, rollout
 from mtrl_bench_envs.suites import (

@@ -22,17 +22,15 @@ from mtrl_bench_envs.card import (
     CARD_FORMAT,
     CARD_JSON,
     FILE_KEYS,
-    SIMULATION_PACKAGES,
     DatasetError,
     along_buffer,
-    dataset_versions,
     quality_stats,
     read_card,
     save_npz,
     sha256_file,
     write_card,
 )
-from mtrl_bench_envs.common import atomic_write
+from mtrl_bench_envs.common import SIMULATION_PACKAGES, atomic_write, dataset_versions
 from mtrl_bench_envs.parallel import imap_unordered
 from mtrl_bench_envs.recipe import RECIPE, Recipe, make_policy, plan_episode, rollout
 from mtrl_bench_envs.suites import (
