@@ -30,8 +30,9 @@ from tabulate import tabulate
 
 from mtrl_bench.config import DataConfig, EvalConfig, ModelConfig
 from mtrl_bench.data import OfflineData
-from mtrl_bench.evaluation import ScriptedExpert, env_specs, evaluate
+from mtrl_bench.evaluation import env_specs, evaluate
 from mtrl_bench.model import PromptDT, Segments
+from mtrl_bench.testing import ScriptedExpert
 from mtrl_bench_envs.suites import EPISODE_LENGTH, get_suite, make_env
 
 warnings.filterwarnings("ignore", message="Constant.*too high")  # metaworld's expert policies
@@ -143,7 +144,7 @@ def main() -> None:
     stop = {label: [] for label in modes}
     for _ in range(2):  # alternate the modes so load from other processes hits both alike
         for label, shrink in modes.items():
-            res = evaluate(expert, data, suite, stop_cfg, weights=expert.task_rows(),
+            res = evaluate(expert, data, suite, stop_cfg,
                            progress=False, shrink=shrink)
             stop[label].append((res["seconds"] - res["build_seconds"], res["env_steps"],
                                 res["success"]))

@@ -74,6 +74,18 @@ def sort_frame(df: pd.DataFrame, by: Iterable[str]) -> pd.DataFrame:
     return df.loc[keyed.sort_values(by).index].reset_index(drop=True)
 
 
+# What `masking.mask_diagnostics` logs (under "mask") for every masked method, with plot labels.
+MASK_DIAGNOSTICS = {
+    "density": "density (fraction with M = 1)",
+    "mean_mask": "mean mask value",
+    "soft_fraction": "fraction soft (0 < M < 1)",
+    "top_fisher_masked": "top-30%-Fisher entries masked",
+    "grad_cosine": "gradient cosine with other tasks (mean)",
+    "masked": "entries masked by this update",
+    "restored": "entries restored by this update",
+}
+
+
 def metric_scale(metric: str) -> tuple[float, int, str]:
     """(factor, decimals, unit) for displaying a metric: success in %, like the paper."""
     if metric == "success":
@@ -95,6 +107,6 @@ def format_p(p: float) -> str:
     return "—" if pd.isna(p) else f"{p:.3g}"
 
 
-__all__ = ["METRIC_ORDER", "QUALITY_LABELS", "QUALITY_ORDER", "axis_label", "cell_name",
-           "format_p", "method_order", "metric_scale", "num", "order_key", "quality_label",
-           "sort_frame", "sorted_names", "suite_label", "suite_order"]
+__all__ = ["MASK_DIAGNOSTICS", "METRIC_ORDER", "QUALITY_LABELS", "QUALITY_ORDER", "axis_label",
+           "cell_name", "format_p", "method_order", "metric_scale", "num", "order_key",
+           "quality_label", "sort_frame", "sorted_names", "suite_label", "suite_order"]

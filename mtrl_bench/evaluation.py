@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -23,7 +24,37 @@ from mtrl_bench.data import OfflineData
 from mtrl_bench.model import PromptDT, Segments, Weights
 from mtrl_bench_envs.suites import EPISODE_LENGTH, Suite, make_env, set_goal
 
-__all__ = ["EnvPool", "History", "ScriptedExpert", "batch_index", "env_specs", "evaluate"]
+__all__ = ["EnvPool", "History", "Policy", "TransformerPolicy", "batch_index", "env_specs",
+           "evaluate"]
+
+
+class Policy(Protocol):
+    """What `evaluate` asks of a policy. Inputs have a leading task-group axis G; `tasks` (G,)
+    says which task of `data.tasks` each group is (a batch holds any subset of them, in any
+    order, once episodes start ending)."""
+
+    def encode_prompt(self, prompt: Segments, tasks: torch.Tensor) -> Any:
+        """Whatever `act` needs of the groups' prompts (None for a policy without one)."""
+
+    def act(self, seg: Segments, cache: Any, tasks: torch.Tensor) -> torch.Tensor:
+        """(G, B, A) actions for the last step of each window of `seg`."""
+
+
+class TransformerPolicy:
+    """A PromptDT as a `Policy`: each group runs with its task's effective weights (masked
+    methods: `weights` {name: (N, out, in)} in `data.tasks` order), or the shared ones."""
+
+    def __init__(self, model: PromptDT, weights: Weights | None = None) -> None:
+        self.model, self.weights = model, weights
+
+    def _rows(self, tasks: torch.Tensor) -> Weights | None:
+        return None if self.weights is None else {k: w[tasks] for k, w in self.weights.items()}
+
+    def encode_prompt(self, prompt: Segments, tasks: torch.Tensor) -> Any:
+        return self.model.encode_prompt(prompt, self._rows(tasks))
+
+    def act(self, seg: Segments, cache: Any, tasks: torch.Tensor) -> torch.Tensor:
+        return self.model.act(seg, cache, self._rows(tasks))
 
 
 SUCCESS_EPS = 1e-8  # reference code: an episode succeeded if info["success"] > 1e-8 at any step
@@ -112,8 +143,8 @@ def _take(seg: Segments, rows: torch.Tensor, cols: torch.Tensor) -> Segments:
     return Segments(*(getattr(seg, f)[rows[:, None], cols] for f in Segments.__annotations__))
 
 
-def _rollout(model: nn.Module, data: OfflineData, envs: list[list], prompts: Segments,
-             weights: Weights | None, cfg: EvalConfig, device: torch.device, shrink: bool,
+def _rollout(policy: Policy, data: OfflineData, envs: list[list], prompts: Segments,
+             cfg: EvalConfig, device: torch.device, shrink: bool,
              bar: tqdm) -> tuple[np.ndarray, np.ndarray, int]:
     """Run one (N, e) grid of envs to the end: successes (N, e), returns (N, e), env steps."""
     n, e = len(envs), len(envs[0])
@@ -127,14 +158,14 @@ def _rollout(model: nn.Module, data: OfflineData, envs: list[list], prompts: Seg
     for t in range(EPISODE_LENGTH):
         for i in range(n):
             hist.states[i, :, hist.slot(t)] = data.normalize(i, obs[i])
-        if batch is None:  # the active set changed: rebuild the batch and its prompts/weights
+        if batch is None:  # the active set changed: rebuild the batch and its prompts
             rows, cols = (batch_index(active) if shrink
                           else (np.arange(n), np.tile(np.arange(e), (n, 1))))
             rows_t, cols_t = torch.from_numpy(rows).to(device), torch.from_numpy(cols).to(device)
-            w = None if weights is None else {k: w[rows_t] for k, w in weights.items()}
-            batch = (rows, cols, model.encode_prompt(_take(prompts, rows_t, cols_t), w), w)
-        rows, cols, cache, w = batch
-        out = model.act(hist.window(t, rows, cols).to(device), cache, w)  # (G, B, A)
+            batch = (rows, cols, policy.encode_prompt(_take(prompts, rows_t, cols_t), rows_t),
+                     rows_t)
+        rows, cols, cache, tasks = batch
+        out = policy.act(hist.window(t, rows, cols).to(device), cache, tasks)  # (G, B, A)
         actions[rows[:, None], cols] = out.float().clamp(-1.0, 1.0).cpu().numpy()
         hist.actions[:, :, hist.slot(t)] = actions
         reward = np.zeros((n, e))
@@ -162,19 +193,20 @@ def env_specs(tasks: list[str], suite: Suite, cfg: EvalConfig) -> list[list[tupl
              for j in range(cfg.episodes_per_task)] for task in tasks]
 
 
-def evaluate(model: PromptDT, data: OfflineData, suite: Suite, cfg: EvalConfig, *,
+def evaluate(model: PromptDT | Policy, data: OfflineData, suite: Suite, cfg: EvalConfig, *,
              weights: Weights | None = None, device: torch.device | str = "cpu",
              amp_dtype: torch.dtype | None = None, progress: bool = True,
              max_envs: int = MAX_ENVS, shrink: bool = True, pool: EnvPool | None = None
              ) -> dict:
     """Roll out `cfg.episodes_per_task` episodes of every task of `data`, batching the model.
 
-    model: a PromptDT, or any module with its `encode_prompt` and `act` (e.g. `ScriptedExpert`):
-    each prompt runs through the model once per batch, then one `act` call per env step.
-    weights: per-task effective weights {name: (N, out, in)} in `data.tasks` order (masked
-    methods); None runs the shared weights. max_envs caps the envs alive at once (episodes then
-    run in waves that reuse the envs; results do not depend on it). pool: envs to reuse, kept
-    after the call (default: a pool of this call's own). shrink=False keeps a static (N, E)
+    model: a PromptDT (run as a `TransformerPolicy` with `weights`), or any `Policy` (the BC
+    references, `mtrl_bench.testing.ScriptedExpert`): each prompt is encoded once per batch,
+    then one `act` call per env step. weights: a PromptDT's per-task effective weights {name:
+    (N, out, in)} in `data.tasks` order (masked methods); None runs the shared weights.
+    max_envs caps the envs alive at once (episodes then run in waves that reuse the envs;
+    results do not depend on it). pool: envs to reuse, kept after the call (default: a pool of
+    this call's own). shrink=False keeps a static (N, E)
     batch when episodes stop early (for benchmarking; same results). Returns per-task
     success/return lists, their means, the env steps taken and the wall time (`build_seconds`:
     env construction).
@@ -184,10 +216,13 @@ def evaluate(model: PromptDT, data: OfflineData, suite: Suite, cfg: EvalConfig, 
         raise ValueError(f"episodes_per_task must be at least 1; got {e}")
     device = torch.device(device)
     if weights is not None:
+        if not isinstance(model, PromptDT):
+            raise TypeError("weights are a PromptDT's; a Policy gets its task from `act`")
         bad = {k: tuple(w.shape) for k, w in weights.items() if w.shape[0] != n}
         if bad:
             raise ValueError(f"weights must have a leading task axis of {n}; got {bad}")
         weights = {k: w.to(device) for k, w in weights.items()}
+    policy = TransformerPolicy(model, weights) if isinstance(model, PromptDT) else model
     specs = env_specs(data.tasks, suite, cfg)
     prompts = data.eval_prompts(e).to(device)
     wave = max(1, min(e, max_envs // n))  # episodes per wave
@@ -197,8 +232,10 @@ def evaluate(model: PromptDT, data: OfflineData, suite: Suite, cfg: EvalConfig, 
     own_pool = pool is None
     pool = EnvPool() if own_pool else pool
     env_steps, start, built_before = 0, time.perf_counter(), pool.build_seconds
-    was_training = model.training
-    model.eval()
+    module = model if isinstance(model, nn.Module) else None  # a Policy need not be one
+    was_training = module is not None and module.training
+    if module is not None:
+        module.eval()
     try:
         with (tqdm(total=n * e * EPISODE_LENGTH, desc="eval", unit="step", disable=not progress,
                    dynamic_ncols=True) as bar, torch.inference_mode(), amp):
@@ -210,15 +247,16 @@ def evaluate(model: PromptDT, data: OfflineData, suite: Suite, cfg: EvalConfig, 
                 cut = slice(lo, eps[-1] + 1)
                 wave_prompts = Segments(*(getattr(prompts, f)[:, cut]
                                           for f in Segments.__annotations__))
-                s, r, steps = _rollout(model, data, envs, wave_prompts, weights, cfg, device,
-                                       shrink, bar)
+                s, r, steps = _rollout(policy, data, envs, wave_prompts, cfg, device, shrink,
+                                       bar)
                 success[:, cut], returns[:, cut] = s, r
                 env_steps += steps
                 for task, row in zip(data.tasks, envs):
                     for env in row:
                         pool.give_back(task, env)
     finally:
-        model.train(was_training)
+        if module is not None:
+            module.train(was_training)
         pool.close(keep=0 if own_pool else max_envs)  # a shared pool keeps at most max_envs
     tasks = {task: {"success": float(success[i].mean()), "return": float(returns[i].mean()),
                     "episodes": e, "successes": success[i].astype(int).tolist(),
@@ -228,39 +266,3 @@ def evaluate(model: PromptDT, data: OfflineData, suite: Suite, cfg: EvalConfig, 
             "return": float(returns.mean(1).mean()), "env_steps": env_steps,
             "seconds": time.perf_counter() - start,
             "build_seconds": pool.build_seconds - built_before}
-
-
-class ScriptedExpert(nn.Module):
-    """Meta-World's scripted policies behind PromptDT's evaluation calls, to check the harness.
-
-    `evaluate` hands row g of a model call the task's slice of every `weights` entry, so running
-    it with `weights=expert.task_rows()` tells the expert which task each row is. States are
-    un-normalised with the data's statistics before the policy sees them. `inner`, if given, is
-    a real model run on the same inputs for its cost only (benchmarks with realistic episode ends).
-    """
-
-    def __init__(self, data: OfflineData, inner: nn.Module | None = None) -> None:
-        super().__init__()
-        from metaworld.policies import ENV_POLICY_MAP
-
-        self.policies = [ENV_POLICY_MAP[task]() for task in data.tasks]
-        self.register_buffer("mean", torch.from_numpy(np.stack(data.state_mean)))
-        self.register_buffer("std", torch.from_numpy(np.stack(data.state_std)))
-        self.inner = inner
-
-    def task_rows(self) -> Weights:
-        return {"task": torch.arange(len(self.policies))}
-
-    def encode_prompt(self, prompt: Segments, weights: Weights | None = None):
-        return None if self.inner is None else self.inner.encode_prompt(prompt, None)
-
-    def act(self, seg: Segments, cache, weights: Weights | None = None) -> torch.Tensor:
-        if self.inner is not None:
-            self.inner.act(seg, cache, None)
-        if not weights or "task" not in weights:
-            raise ValueError("run ScriptedExpert with weights=expert.task_rows()")
-        task = weights["task"]  # (G,)
-        obs = seg.states[:, :, -1].double() * self.std[task, None] + self.mean[task, None]
-        act = [[self.policies[k].get_action(o) for o in row]
-               for k, row in zip(task.tolist(), obs.cpu().numpy())]
-        return torch.as_tensor(np.array(act), dtype=seg.actions.dtype)  # (G, B, A)

@@ -171,18 +171,6 @@ def erk_initialised(strategy_cls: type) -> Callable[[StrategyContext], MaskStrat
     return factory
 
 
-# What `mask_diagnostics` logs (under "mask") for every masked method, with plot labels.
-MASK_DIAGNOSTICS = {
-    "density": "density (fraction with M = 1)",
-    "mean_mask": "mean mask value",
-    "soft_fraction": "fraction soft (0 < M < 1)",
-    "top_fisher_masked": "top-30%-Fisher entries masked",
-    "grad_cosine": "gradient cosine with other tasks (mean)",
-    "masked": "entries masked by this update",
-    "restored": "entries restored by this update",
-}
-
-
 def mask_diagnostics(masks: torch.Tensor, grads: torch.Tensor,
                      was_active: torch.Tensor | None = None, top_fraction: float = 0.3
                      ) -> dict[str, list[float]]:

@@ -16,8 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from mtrl_bench.display import axis_label, metric_scale, order_key, sorted_names
-from mtrl_bench.masking import MASK_DIAGNOSTICS
+from mtrl_bench.display import MASK_DIAGNOSTICS, axis_label, metric_scale, order_key, sorted_names
 from mtrl_bench.stats import MEAN_TASK, seed_scores
 from mtrl_bench_envs.common import atomic_write
 

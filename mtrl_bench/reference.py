@@ -18,40 +18,24 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from mtrl_bench.baselines import REFERENCES_DIR, VARIANTS, BCConfig, reference_protocol
 from mtrl_bench.config import RunConfig
 from mtrl_bench.data import OfflineData
 from mtrl_bench.evaluation import EnvPool, evaluate
 from mtrl_bench.grid import GridRun
 from mtrl_bench.model import Segments
-from mtrl_bench.stats import REFERENCE_ROWS
-
-
-@dataclass(frozen=True)
-class BCConfig:
-    top_fraction: float = 1.0  # keep each task's best episodes by return: this share of them
-    hidden: int = 256
-    layers: int = 2
-    lr: float = 1e-3
-    batch: int = 256  # (state, action) pairs per step, from all tasks together
-    steps: int = 6000
-
-
-VARIANTS = dict(zip(REFERENCE_ROWS, (BCConfig(), BCConfig(top_fraction=0.2)), strict=True))
 
 
 class BCPolicy(nn.Module):
-    """MLP(state ⊕ task one-hot) -> tanh action, behind the calls `evaluate` makes of a model.
-
-    `evaluate` hands row g of every call the task's slice of `weights`, so running it with
-    `weights=policy.task_rows()` tells the policy which task each row is.
-    """
+    """MLP(state ⊕ task one-hot) -> tanh action; an evaluation `Policy` (no prompt: the task
+    one-hot conditions it)."""
 
     def __init__(self, state_dim: int, act_dim: int, num_tasks: int, cfg: BCConfig) -> None:
         super().__init__()
@@ -66,18 +50,12 @@ class BCPolicy(nn.Module):
         onehot = nn.functional.one_hot(task, self.num_tasks).to(states.dtype)
         return self.net(torch.cat([states, onehot], dim=-1))
 
-    def task_rows(self) -> dict[str, torch.Tensor]:
-        return {"task": torch.arange(self.num_tasks)}
+    def encode_prompt(self, prompt: Segments, tasks: torch.Tensor) -> None:
+        return None
 
-    def encode_prompt(self, prompt: Segments, weights: dict | None = None) -> None:
-        return None  # no prompt: the task one-hot conditions the policy
-
-    def act(self, seg: Segments, cache: None, weights: dict | None = None) -> torch.Tensor:
-        if not weights or "task" not in weights:
-            raise ValueError("evaluate a BCPolicy with weights=policy.task_rows()")
+    def act(self, seg: Segments, cache: None, tasks: torch.Tensor) -> torch.Tensor:
         states = seg.states[:, :, -1].float()  # (G, B, S): the current state only
-        task = weights["task"][:, None].expand(states.shape[:2])
-        return self(states, task)
+        return self(states, tasks[:, None].expand(states.shape[:2]))
 
 
 def kept_episodes(data: OfflineData, i: int, top_fraction: float) -> np.ndarray:
@@ -126,22 +104,12 @@ def bc_reference(cfg: RunConfig, datasets: list, variant: str, progress: bool = 
     tic = time.perf_counter()
     policy = train_bc(data, bc, cfg.seed)
     train_seconds = time.perf_counter() - tic
-    result = evaluate(policy, data, get_suite(cfg.suite), cfg.eval, weights=policy.task_rows(),
+    result = evaluate(policy, data, get_suite(cfg.suite), cfg.eval,
                       progress=progress, pool=pool)
     return {**result, "reference": variant, "bc": asdict(bc), "train_seconds": train_seconds}
 
 
 # --------------------------------------------------------------------------- in experiments
-
-REFERENCES_DIR = "references"  # <experiment>/references/<variant>__<suite>__<quality>__s<seed>.json
-
-
-def reference_protocol(config: dict, variant: str) -> dict:
-    """What a reference depends on: the runs' suite, quality, seed, profile, data and evaluation
-    settings, and its own BC settings; a stored reference is reused only if this matches."""
-    keep = ("suite", "quality", "seed", "profile", "data", "eval")
-    return {**{k: config[k] for k in keep}, "bc": asdict(VARIANTS[variant])}
-
 
 def ensure_references(runs: Sequence[GridRun], experiment_dir: Path,
                       data_dir: Path | None = None, progress: bool = True) -> list[Path]:
@@ -179,32 +147,3 @@ def ensure_references(runs: Sequence[GridRun], experiment_dir: Path,
     finally:
         pool.close()
     return paths
-
-
-def matching_references(folder: Path, runs: list[dict], seeds: list[int] | None
-                        ) -> tuple[list[dict], list[str]]:
-    """The stored references (files of `folder`) that belong to these grid runs (dicts of
-    GridRun fields): same suite, quality and seed (one of `seeds`, if given) and the protocol
-    those runs would give them. Returns (references, notes on the files left out)."""
-    from mtrl_bench.runs import read_json
-
-    wanted = {}
-    for r in runs:
-        if seeds is None or r["seed"] in seeds:
-            wanted.setdefault((r["suite"], r["quality"], r["seed"]), r["config"])
-    kept, left_out = [], []
-    for path in sorted(Path(folder).glob("*.json")):
-        try:
-            ref = read_json(path)
-            cfg = ref["config"]
-            config = wanted.get((cfg["suite"], cfg["quality"], cfg["seed"]))
-            ok = (config is not None and ref["reference"] in VARIANTS
-                  and ref["protocol"] == reference_protocol(config, ref["reference"]))
-        except (ValueError, KeyError, TypeError) as exc:
-            left_out.append(f"{path.name}: unreadable reference file ({exc})")
-            continue
-        if ok:
-            kept.append(ref)
-        else:
-            left_out.append(path.name)
-    return kept, left_out

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mtrl_bench.masking import MASK_DIAGNOSTICS
+from mtrl_bench.display import MASK_DIAGNOSTICS
 from mtrl_bench.runs import RunDir, read_json
 from mtrl_bench.stats import COLUMNS, MEAN_TASK
 
@@ -233,8 +233,8 @@ def _references(experiment_dir: Path, entries: list[dict[str, Any]]
                 ) -> tuple[list[tuple[dict[str, Any], dict[str, Any]]], list[str]]:
     """The experiment's BC reference results (`mtrl_bench.reference`) that belong to its runs,
     as results entries; and the names of the reference files left out."""
+    from mtrl_bench.baselines import REFERENCES_DIR, matching_references
     from mtrl_bench.grid import read_grid
-    from mtrl_bench.reference import REFERENCES_DIR, matching_references
 
     grid = read_grid(experiment_dir) or {}
     refs, left_out = matching_references(experiment_dir / REFERENCES_DIR, entries,

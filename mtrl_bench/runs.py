@@ -26,8 +26,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from mtrl_bench.config import Execution, RunConfig
 from mtrl_bench_envs.common import atomic_write, package_versions
 
@@ -101,6 +99,8 @@ def load_plain(path: Path | str | Any) -> Any:
     strings). Anything else is refused before it is built: unpickling an arbitrary object can
     run code, and run directories are shared (results/ is made of them). Raises
     pickle.UnpicklingError saying so."""
+    import torch  # here: reading a run's results needs no torch
+
     try:
         with warnings.catch_warnings():  # torch warns about odd pickle protocols of damaged files
             warnings.simplefilter("ignore", UserWarning)
@@ -303,6 +303,8 @@ class RunDir:
     # -- checkpoint ----------------------------------------------------------------------------
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         """Written whole or not at all: on failure the previous checkpoint stays."""
+        import torch
+
         try:
             atomic_write(self.checkpoint_path, lambda f: torch.save(state, f))
         except (OSError, RuntimeError) as exc:

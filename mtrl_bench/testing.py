@@ -20,6 +20,9 @@ and checks what the trainer relies on:
 
 `config` overrides fields of the method's config (e.g. {"window": 5}). Each problem raises
 `MethodCheckError` naming the method and what failed.
+
+`ScriptedExpert` (Meta-World's scripted policies as an evaluation policy) checks the other end:
+that evaluation scores a perfect policy as the experts' table says.
 """
 from __future__ import annotations
 
@@ -31,10 +34,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from mtrl_bench.config import DataConfig, ModelConfig, build_config
 from mtrl_bench.data import OfflineData
 from mtrl_bench.masking import MaskError
+from mtrl_bench.model import Segments
 from mtrl_bench.plugins import MethodSpec, registry
 from mtrl_bench.runs import load_plain
 from mtrl_bench.trainer import NonFiniteLoss, Trainer
@@ -197,9 +202,36 @@ def check_method(method: str | MethodSpec, seed: int = 0, *, interval: int = INT
                                "uninterrupted run")
 
 
+class ScriptedExpert(nn.Module):
+    """Meta-World's scripted policies as an evaluation `Policy`, to check the harness: the
+    expert's success is what a perfect model would score. States are un-normalised with the
+    data's statistics before the scripted policy sees them. `inner`, if given, is a real model
+    run on the same inputs for its cost only (benchmarks with realistic episode ends)."""
+
+    def __init__(self, data: OfflineData, inner: nn.Module | None = None) -> None:
+        super().__init__()
+        from metaworld.policies import ENV_POLICY_MAP
+
+        self.policies = [ENV_POLICY_MAP[task]() for task in data.tasks]
+        self.register_buffer("mean", torch.from_numpy(np.stack(data.state_mean)))
+        self.register_buffer("std", torch.from_numpy(np.stack(data.state_std)))
+        self.inner = inner
+
+    def encode_prompt(self, prompt: Segments, tasks: torch.Tensor) -> Any:
+        return None if self.inner is None else self.inner.encode_prompt(prompt, None)
+
+    def act(self, seg: Segments, cache: Any, tasks: torch.Tensor) -> torch.Tensor:
+        if self.inner is not None:
+            self.inner.act(seg, cache, None)
+        obs = seg.states[:, :, -1].double() * self.std[tasks, None] + self.mean[tasks, None]
+        act = [[self.policies[k].get_action(o) for o in row]
+               for k, row in zip(tasks.tolist(), obs.cpu().numpy())]
+        return torch.as_tensor(np.array(act), dtype=seg.actions.dtype)  # (G, B, A)
+
+
 def _smoke_sections() -> tuple[DataConfig, ModelConfig]:
     cfg = build_config("check", "mt5", "near-optimal", 0, "smoke")
     return cfg.data, cfg.model
 
 
-__all__ = ["MethodCheckError", "check_method", "random_datasets"]
+__all__ = ["MethodCheckError", "ScriptedExpert", "check_method", "random_datasets"]

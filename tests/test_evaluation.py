@@ -10,8 +10,9 @@ from metaworld.policies import ENV_POLICY_MAP
 
 from mtrl_bench.config import DataConfig, EvalConfig, ModelConfig
 from mtrl_bench.data import OfflineData
-from mtrl_bench.evaluation import EnvPool, History, ScriptedExpert, batch_index, evaluate
+from mtrl_bench.evaluation import EnvPool, History, batch_index, evaluate
 from mtrl_bench.model import PromptDT
+from mtrl_bench.testing import ScriptedExpert
 from mtrl_bench_envs.suites import EPISODE_LENGTH, Suite, make_env
 
 # coffee-button's expert succeeds in ~30 steps, reach's in 45-65: with early stop, whole task rows
@@ -172,7 +173,7 @@ def test_per_task_weights_reach_their_own_task(shared, model, data):
 @pytest.fixture(scope="module")
 def expert_run(data) -> tuple[ScriptedExpert, dict]:
     expert = ScriptedExpert(data)
-    return expert, _run(expert, data, episodes=3, early_stop=True, weights=expert.task_rows())
+    return expert, _run(expert, data, episodes=3, early_stop=True)
 
 
 def test_scripted_expert_succeeds_and_stops_early(expert_run):
@@ -185,7 +186,7 @@ def test_scripted_expert_succeeds_and_stops_early(expert_run):
 @pytest.mark.parametrize("kw", [{"shrink": False}, {"max_envs": 2}], ids=["static", "waves"])
 def test_static_batch_and_waves_give_the_same_results(expert_run, data, kw):
     expert, result = expert_run
-    again = _run(expert, data, episodes=3, early_stop=True, weights=expert.task_rows(), **kw)
+    again = _run(expert, data, episodes=3, early_stop=True, **kw)
     assert _outcome(again) == _outcome(result)
 
 
@@ -196,7 +197,7 @@ def test_a_shared_pool_reuses_envs_with_the_same_results(expert_run, data):
     pool = EnvPool()
     try:
         for _ in range(2):
-            again = _run(expert, data, episodes=3, early_stop=True, weights=expert.task_rows(),
+            again = _run(expert, data, episodes=3, early_stop=True,
                          max_envs=len(TASKS), pool=pool)
             assert _outcome(again) == _outcome(result)
         assert sum(len(envs) for envs in pool.free.values()) == len(TASKS)

@@ -88,7 +88,7 @@ def test_protocol_names_the_recipe():
 
 
 def _reference_file(folder: Path, config: dict, variant: str, success: float) -> None:
-    from mtrl_bench.reference import reference_protocol
+    from mtrl_bench.baselines import reference_protocol
 
     tasks = {t: {"success": success, "return": 1.0, "episodes": 2} for t in TASKS}
     name = f"{variant}__{config['suite']}__{config['quality']}__s{config['seed']}.json"
