@@ -1,4 +1,7 @@
-"""Meta-World v3 suites, offline dataset generation and dataset loaders for mtrl-bench."""
+"""Meta-World v3 suites, offline dataset generation and dataset loaders for mtrl-bench.
+
+This folder installs as the package `mtrl_bench_envs` (and `methods/` as `mtrl_bench_methods`):
+bare `envs` and `methods` are names other packages use as top-level modules."""
 from __future__ import annotations
 
 from mtrl_bench_envs.dataset import (
