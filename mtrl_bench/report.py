@@ -209,14 +209,15 @@ def _comparison_section(comp: pd.DataFrame, metric: str, reference: str, alpha: 
                 if method != reference:
                     detail.append(_detail_row(r, factor, dec))
             rows.append(row)
-        for j, q in enumerate(qualities, start=1):  # the best method; BC rows are the floor
+        for j, q in enumerate(qualities, start=1):  # the best method; BC rows are not ranked
             values = [math.nan if method in stats.REFERENCE_ROWS else
                       _lookup(group, method, q, "mean") * factor for method in methods]
             _bold_best(rows, j, values, dec)
         seeds = group.set_index(["method", "quality"])["n"]
         notes = [f"Mean ± std (ddof=1) over seeds{' in ' + unit if unit else ''}. Bold: the best "
-                 "method's mean in each column (the BC references, bc-*, are the data's floor: "
-                 "shown, not ranked or tested).", _seed_note(seeds),
+                 "method's mean in each column. The BC baselines are shown, not ranked or "
+                 "tested: bc-all clones every episode (the data's floor), bc-top20 each task's "
+                 "best 20% of episodes (what filtering alone reaches).", _seed_note(seeds),
                  _marks_note(group, reference, alpha, family),
                  (precision or {}).get((suite, protocol), "")]
         if any((m, suite, q, protocol) in (inert or ()) for m in methods for q in qualities):

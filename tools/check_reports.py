@@ -2,10 +2,12 @@
 experiment, and the joint reports of `JOINT`) is written again into a temporary folder and its
 text files are compared with the committed ones, byte for byte.
 
-    python tools/check_reports.py results
+    python tools/check_reports.py results            # compare
+    python tools/check_reports.py results --write    # after a wanted change: write them anew
 
 Run it before and after a change that must not change behaviour (a refactor); exit status 1 when
-a report differs (the first differing line of each file is shown). Figures are not compared:
+a report differs (the first differing line of each file is shown). With --write, every report
+(and its figures) is written again in place, as `mtrl-bench report` would. Figures are not compared:
 PNG bytes depend on the Matplotlib build.
 """
 from __future__ import annotations
@@ -72,8 +74,13 @@ def first_difference(committed: bytes, today: bytes) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", type=Path)
+    parser.add_argument("--write", action="store_true", help="write every report anew in place")
     args = parser.parse_args()
     tree = args.results.resolve()
+    if args.write:
+        reports(tree, tree)
+        print(f"wrote {len(jobs(tree))} reports under {args.results}")
+        return 0
     differ = 0
     with tempfile.TemporaryDirectory(prefix="check-reports-") as tmp:
         for name, files in reports(tree, Path(tmp)).items():
