@@ -26,6 +26,7 @@ from mtrl_bench.config import (
 from mtrl_bench.plugins import registry
 from mtrl_bench.progress import ProgressRecord
 from mtrl_bench.runs import RunDir, RunFileError, rounded, run_name, write_json
+from mtrl_bench.tensorboard import BoardLog
 
 
 class ConfigMismatch(ValueError):
@@ -96,6 +97,7 @@ class Run:
     config: RunConfig  # identity: hashed into the directory name
     execution: Execution  # how: recorded in the manifest, never hashed
     dir: RunDir
+    _board = None  # while training: the TensorBoard view of the metrics log (not a field)
 
     # -- finding runs ----------------------------------------------------------------------------
     @classmethod
@@ -232,7 +234,6 @@ class Run:
     def _train_locked(self, resume: bool, stop_after: int | None,
                       progress: ProgressRecord) -> dict | None:
         import torch
-        from tqdm.auto import tqdm
 
         from mtrl_bench.trainer import Trainer
 
@@ -260,6 +261,26 @@ class Run:
                              resumed_at=start)  # first: a damaged manifest stops before any edit
         run.truncate_metrics(start)  # records after the checkpoint (or all, from step 0)
         run.set_status("running", step=start)
+        board = self._board = BoardLog(run.path, start) if ex.tensorboard else None
+        try:
+            return self._train_steps(trainer, data, device, amp, start, seconds_before,
+                                     stop_after, progress)
+        finally:
+            if board is not None:
+                board.close()
+            self._board = None
+
+    def _log(self, record: dict) -> None:
+        self.dir.log(record)
+        if self._board is not None:
+            self._board.write(record)
+
+    def _train_steps(self, trainer: Any, data: Any, device: Any, amp: Any, start: int,
+                     seconds_before: float, stop_after: int | None,
+                     progress: ProgressRecord) -> dict | None:
+        from tqdm.auto import tqdm
+
+        cfg, ex, run = self.config, self.execution, self.dir
         progress.phase("training", start)
 
         t, total = cfg.train, cfg.train.steps
@@ -282,7 +303,7 @@ class Run:
             bar.update(1)
             progress.step(step)
             if step % t.log_interval == 0 or "mask" in record:
-                run.log(record)
+                self._log(record)
                 bar.set_postfix(loss=f"{record['loss']:.4f}")
             done = step == total
             if t.eval_interval and step % t.eval_interval == 0 and not done:
@@ -319,7 +340,7 @@ class Run:
         result = evaluate(trainer.model, data, get_suite(cfg.suite), eval_cfg,
                           weights=trainer.effective_weights(), device=device, amp_dtype=amp,
                           progress=self.execution.progress)
-        self.dir.log({"step": step, "kind": "eval", "success": result["success"],
+        self._log({"step": step, "kind": "eval", "success": result["success"],
                       "return": result["return"], "episodes_per_task": eval_cfg.episodes_per_task,
                       "task_success": [result["tasks"][t]["success"] for t in data.tasks]})
         return result

@@ -97,6 +97,7 @@ class Execution:
     amp: str = "auto"
     data_dir: str | None = None  # dataset root (None: $MTRL_BENCH_DATA or the user cache)
     progress: bool = True
+    tensorboard: bool = True  # event files in RUN_DIR/tb when the extra is installed
 
     def __post_init__(self) -> None:
         from mtrl_bench_envs.common import unknown_name_message

@@ -234,3 +234,27 @@ def test_steps_between_updates_use_the_masks_of_the_last_update(smoke):
     assert bool((eff[0].flatten()[: _Flip.k] == 0).all())  # task 0 now runs without them
     assert bool((eff[1].flatten()[: _Flip.k] != 0).all())  # task 1 with them
     assert "masked" not in c.step().get("mask", {})  # step 3: no update, nothing logged
+
+
+def test_tensorboard_shows_what_the_metrics_log_holds(tmp_path, smoke_data):
+    """With the extra installed and execution.tensorboard on, a run's loss, evaluation and mask
+    activity are TensorBoard scalars at the steps of its metrics log."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from mtrl_bench.api import Run
+    from mtrl_bench.runs import RunDir
+
+    run = Run.prepare("socodt", "mt5", "near-optimal", 0, "smoke", {"train.eval_interval": 10},
+                      execution={"data_dir": str(smoke_data), "progress": False,
+                                 "tensorboard": True}, out=tmp_path / "run")
+    run.train()
+    board = EventAccumulator(str(tmp_path / "run" / "tb"))
+    board.Reload()
+    tags = set(board.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "eval/success", "mask/density"} <= tags
+    logged = [r for r in RunDir(tmp_path / "run").metrics() if r["kind"] == "train"]
+    assert [e.step for e in board.Scalars("train/loss")] == [r["step"] for r in logged]
+    assert [e.value for e in board.Scalars("train/loss")] == pytest.approx(
+        [r["loss"] for r in logged], rel=1e-5)  # the log keeps 6 significant digits
+    assert [e.step for e in board.Scalars("eval/success")] == [10, 20]
