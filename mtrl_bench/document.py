@@ -1,9 +1,12 @@
 """A report as a document: blocks of headings, paragraphs, lists and tables (`Cell`, `Table`),
-rendered to Markdown (GitHub tables) and LaTeX (booktabs). It knows nothing of results; the
-report's sections (`mtrl_bench.report`) build the blocks.
+rendered to Markdown (GitHub tables), LaTeX (booktabs) and one self-contained HTML page. It
+knows nothing of results; the report's sections (`mtrl_bench.report`) build the blocks.
 """
 from __future__ import annotations
 
+import base64
+import html
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from tabulate import tabulate
@@ -128,4 +131,78 @@ def _spans(groups: list[str]) -> list[tuple[str, int, int]]:
     return spans
 
 
-__all__ = ["Block", "Cell", "Table", "render_latex", "render_markdown"]
+_PAGE_STYLE = """
+body { font: 15px/1.45 system-ui, sans-serif; max-width: 1180px; margin: 2em auto; padding: 0 1em;
+       color: #1b1b1b; }
+table { border-collapse: collapse; margin: .5em 0 1.5em; font-size: 13px; }
+caption { text-align: left; font-weight: 600; padding: .3em 0; }
+th, td { border-bottom: 1px solid #ddd; padding: .25em .6em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+thead th { border-bottom: 2px solid #555; }
+tfoot td { border: 0; text-align: left; color: #555; font-size: 12px; }
+sup { color: #b00; }
+figure { margin: 1em 0; }
+img { max-width: 100%; border: 1px solid #eee; }
+code, .command { font-family: ui-monospace, monospace; background: #f4f4f4; padding: 0 .3em; }
+"""
+# Set on load: how many images decoded (a headless browser's check reads it from the DOM).
+_PAGE_SCRIPT = ("window.addEventListener('load', () => { document.body.dataset.imagesLoaded = "
+                "[...document.images].filter(i => i.complete && i.naturalWidth > 0).length; });")
+
+
+def _html_cell(cell: Cell, tag: str = "td") -> str:
+    text = html.escape(cell.text)
+    if cell.bold and cell.text not in ("—", "–", "n/a"):
+        text = f"<b>{text}</b>"
+    mark = f"<sup>{html.escape(cell.mark.replace(chr(92), ''))}</sup>" if cell.mark else ""
+    note = f" {html.escape(cell.note)}" if cell.note else ""
+    return f"<{tag}>{text}{mark}{note}</{tag}>"
+
+
+def _html_table(t: Table) -> list[str]:
+    out = ["<table>", f"<caption>{html.escape(t.caption)}</caption>", "<thead>"]
+    spans = _spans([g for g, _ in t.columns])
+    if any(g for g, _, _ in spans):
+        out.append("<tr><th></th>" + "".join(f'<th colspan="{w}">{html.escape(g)}</th>'
+                                             for g, _, w in spans) + "</tr>")
+    out.append("<tr>" + "".join(f"<th>{html.escape(c)}</th>"
+                                for c in [t.label_header, *(n for _, n in t.columns)]) + "</tr>")
+    out += ["</thead>", "<tbody>"]
+    out += ["<tr>" + "".join(_html_cell(c) for c in row) + "</tr>" for row in t.rows]
+    out.append("</tbody>")
+    if t.notes:
+        width = len(t.columns) + 1
+        out += ["<tfoot>"] + [f'<tr><td colspan="{width}">{html.escape(n)}</td></tr>'
+                              for n in t.notes] + ["</tfoot>"]
+    out.append("</table>")
+    return out
+
+
+def render_html(title: str, blocks: list[Block], figures: Sequence[tuple[str, bytes]] = ()
+                ) -> str:
+    """One self-contained page: the blocks, then the figures (PNG bytes, embedded as data URIs
+    with their names as captions). Nothing is fetched when it opens."""
+    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+           '<meta name="viewport" content="width=device-width, initial-scale=1">',
+           f"<title>{html.escape(title)}</title>", f"<style>{_PAGE_STYLE}</style>",
+           f"<script>{_PAGE_SCRIPT}</script>", "</head><body>", f"<h1>{html.escape(title)}</h1>"]
+    for kind, body in blocks:
+        if kind in ("h2", "h3"):
+            out.append(f"<{kind}>{html.escape(str(body))}</{kind}>")
+        elif kind == "p":
+            out.append(f"<p>{html.escape(str(body))}</p>")
+        elif kind == "list":
+            out += ["<ul>", *(f"<li>{html.escape(str(i))}</li>" for i in body), "</ul>"]
+        elif kind == "table":
+            out += _html_table(body)
+    if figures:
+        out.append("<h2>Figures</h2>")
+    for name, png in figures:
+        data = base64.b64encode(png).decode()
+        out.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(name)}">'
+                   f"<figcaption>{html.escape(name)}</figcaption></figure>")
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+__all__ = ["Block", "Cell", "Table", "render_html", "render_latex", "render_markdown"]

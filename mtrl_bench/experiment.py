@@ -49,7 +49,7 @@ def write_report_files(dirs: Sequence[Path], reference: str | None, out: Path | 
     folders holding more); then only the first folder's problems are said."""
     from mtrl_bench.plots import plot_experiment, plot_mask_activity
     from mtrl_bench.report import write_report
-    from mtrl_bench.results import collect, mask_activity
+    from mtrl_bench.results import collect, mask_activity, provenance
     from mtrl_bench_envs.common import atomic_write
 
     dirs = list(dirs)
@@ -74,14 +74,20 @@ def write_report_files(dirs: Sequence[Path], reference: str | None, out: Path | 
     activity = activity[activity["run"].isin(set(df["run"]))]  # the finished runs reported
     trajectories = trajectories[trajectories["run"].isin(set(df["run"]))]
     atomic_write(out / "mask_activity.csv", activity.to_csv(index=False))
+    figures = plot_experiment(dirs, df, out / "plots", runs=set(df["run"]) if keep else None)
+    figures += [p for p in [plot_mask_activity(trajectories,
+                                               out / "plots" / "mask_activity.png")]
+                if p is not None]
+    command = " ".join(["mtrl-bench report", *map(str, dirs), "--out", str(out),
+                        "--reference", reference])
     files = [out / "results.csv", out / "mask_activity.csv",
-             *write_report(df, out, reference=reference, activity=activity)]
+             *write_report(df, out, reference=reference, activity=activity, figures=figures,
+                           provenance=provenance(*dirs, runs=set(df["run"])), notes=problems,
+                           command=command),
+             *figures]
     if problems:  # the report says which runs it lacks, not only the terminal
         section = "\n## Notes on the runs\n\n" + "".join(f"- {p}\n" for p in problems)
         atomic_write(out / "report.md", (out / "report.md").read_text() + section)
-    files += plot_experiment(dirs, df, out / "plots", runs=set(df["run"]) if keep else None)
-    files += [p for p in [plot_mask_activity(trajectories, out / "plots" / "mask_activity.png")]
-              if p is not None]
     if not quiet:
         print(f"wrote {len(files)} files into {out}: "
               + ", ".join(str(f.relative_to(out)) for f in files[:8])

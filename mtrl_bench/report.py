@@ -17,6 +17,7 @@ Everything comes from `mtrl_bench.stats`; this module only lays numbers out into
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -34,7 +35,7 @@ from mtrl_bench.display import (
     sorted_names,
     suite_label,
 )
-from mtrl_bench.document import Block, Cell, Table, render_latex, render_markdown
+from mtrl_bench.document import Block, Cell, Table, render_html, render_latex, render_markdown
 from mtrl_bench.paper import Layout, load_numbers, numbers_dir
 from mtrl_bench.paper import paper as paper_data
 from mtrl_bench.stats import CELL, DEFAULT_REPS
@@ -520,11 +521,35 @@ def comparison_text(df: pd.DataFrame, reference: str) -> str:
 
 # --------------------------------------------------------------------------- entry point
 
+def _provenance_section(provenance: pd.DataFrame | None, notes: Sequence[str],
+                        command: str) -> list[Block]:
+    """The page's last words: where each cell comes from and how to write it again."""
+    blocks: list[Block] = []
+    if provenance is not None and len(provenance):
+        rows = [[Cell(r["method"]), Cell(suite_label(r["suite"])),
+                 Cell(quality_label(r["quality"])), Cell(r["protocol"]), Cell(r["seeds"]),
+                 Cell(r["numerics"]), Cell(r["hardware"])]
+                for r in sort_frame(provenance, [*CELL, "method"]).to_dict("records")]
+        blocks += [("h2", "Where each cell comes from"),
+                   ("table", Table("Seeds, numerics (autocast) and hardware of the runs, per "
+                                   "method and cell", "method",
+                                   [("", c) for c in ("suite", "quality", "protocol", "seeds",
+                                                      "numerics", "hardware")], rows))]
+    if notes:
+        blocks += [("h2", "Notes on the runs"), ("list", list(notes))]
+    if command:
+        blocks += [("h2", "Written by"), ("p", command)]
+    return blocks
+
+
 def write_report(df: pd.DataFrame, out_dir: str | Path, reference: str | None = None,
                  paper_dir: str | Path | None = None, metric: str = "success",
                  seed: int = 0, reps: int = DEFAULT_REPS, alpha: float = 0.05,
-                 activity: pd.DataFrame | None = None) -> list[Path]:
-    """Write report.md, report.tex, comparison.csv, aggregate.csv and paper_tables.csv.
+                 activity: pd.DataFrame | None = None, figures: Sequence[Path] = (),
+                 provenance: pd.DataFrame | None = None, notes: Sequence[str] = (),
+                 command: str = "") -> list[Path]:
+    """Write report.md, report.tex, report.html, comparison.csv, aggregate.csv and
+    paper_tables.csv.
 
     reference: the method the others are tested against (default: the paper's reference);
     paper_dir: the transcribed numbers (default: the installed `mtrl_bench/paper/`).
@@ -532,7 +557,9 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, reference: str | None = 
     a comparison, each metric its own Holm family. `activity`: the masked runs' mask activity
     (`results.mask_activity`), tabulated, and marked beside the success of methods whose masks
     barely moved. Raises ValueError only when the table holds no value at all; a partial table
-    is reported with what is missing.
+    is reported with what is missing. The HTML page holds everything in one file: the tables,
+    then where each cell comes from (`provenance`: seeds, numerics, hardware), `notes` on the
+    runs, the `command` that writes it again, and the `figures` (PNG files, embedded).
     """
     reference = reference or paper_data().reference
     precision = _precision(df)
@@ -570,9 +597,12 @@ def write_report(df: pd.DataFrame, out_dir: str | Path, reference: str | None = 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     title = f"mtrl-bench report (reference: {reference})"
+    page = blocks + _provenance_section(provenance, notes, command)
+    figures = [(Path(f).name, Path(f).read_bytes()) for f in figures if Path(f).exists()]
     files = {
         "report.md": render_markdown(title, blocks),
         "report.tex": render_latex(title, blocks),
+        "report.html": render_html(title, page, figures),
         "comparison.csv": pd.concat(list(comps.values()), ignore_index=True).to_csv(index=False),
         "aggregate.csv": agg.to_csv(index=False),
         "paper_tables.csv": paper_long.to_csv(index=False),

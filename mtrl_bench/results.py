@@ -264,6 +264,37 @@ def _rows(entry: dict[str, Any], result: dict[str, Any], numerics: str) -> list[
     return rows
 
 
+def provenance(*experiment_dirs: str | Path, runs: set[str] | None = None) -> pd.DataFrame:
+    """Where each reported cell comes from: per method and cell, its seeds, the numerics and
+    the hardware (device, and the CPU model where the manifest records it) its runs trained
+    on. `runs`: only these (default: every run found)."""
+    rows = []
+    for name, (entry, path) in run_folders(*experiment_dirs).items():
+        if runs is not None and name not in runs:
+            continue
+        run = RunDir(path)
+        try:  # provenance is shown, never computed with: a damaged manifest says "unrecorded"
+            executions = read_json(run.manifest_path).get("executions", [])
+            numerics = _numerics(run)
+        except (OSError, ValueError, AttributeError):
+            executions, numerics = [], "unrecorded"
+        where = sorted({f"{e.get('device', '?')}" + (f" ({e['cpu']})" if e.get("cpu") else "")
+                        for e in executions if isinstance(e, dict)}) or ["unrecorded"]
+        rows.append({"method": entry["label"], "suite": entry["suite_label"],
+                     "quality": entry["quality"], "protocol": protocol_id(entry["config"]),
+                     "seed": int(entry["seed"]), "numerics": numerics,
+                     "hardware": "; ".join(where)})
+    columns = ["method", "suite", "quality", "protocol", "seeds", "numerics", "hardware"]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    df = pd.DataFrame(rows)
+    out = df.groupby(["method", "suite", "quality", "protocol"], sort=False).agg(
+        seeds=("seed", lambda s: ", ".join(map(str, sorted(set(s))))),
+        numerics=("numerics", lambda s: "+".join(sorted(set(s)))),
+        hardware=("hardware", lambda s: " | ".join(sorted(set(s))))).reset_index()
+    return out.loc[:, columns]
+
+
 # --------------------------------------------------------------------------- curves
 
 def run_curve(run_dir: str | Path) -> pd.DataFrame:
@@ -451,5 +482,5 @@ def mask_activity(*experiment_dirs: str | Path) -> tuple[pd.DataFrame, pd.DataFr
             pd.DataFrame(curves, columns=list(TRAJECTORY_COLUMNS)))
 
 
-__all__ = ["PROTOCOL", "collect", "mask_activity", "mask_diagnostics", "protocol_id",
+__all__ = ["PROTOCOL", "collect", "mask_activity", "mask_diagnostics", "protocol_id", "provenance",
            "run_activity", "run_curve", "training_curves"]

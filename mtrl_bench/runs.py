@@ -94,6 +94,18 @@ def read_json(path: Path) -> Any:
         raise RunFileError(f"{path}: damaged (not valid JSON: {exc})") from None
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what the platform says."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def load_plain(path: Path | str | Any) -> Any:
     """A torch file that holds only tensors and plain containers (dicts, lists, tuples, numbers,
     strings). Anything else is refused before it is built: unpickling an arbitrary object can
@@ -178,7 +190,7 @@ class RunDir:
             raise RunFileError(f"{self.manifest_path}: not a run manifest (a JSON object with "
                                "an 'executions' list); restore it or delete the run to retrain")
         # the GPUs this process may see (a scheduler such as Ray sets it; "" = none)
-        entry = {**asdict(execution), **resolved, "host": platform.node(),
+        entry = {**asdict(execution), **resolved, "host": platform.node(), "cpu": cpu_model(),
                  "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
                  "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         manifest["executions"] = [*manifest.get("executions", []), entry]
