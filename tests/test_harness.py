@@ -300,6 +300,7 @@ def _stamp(run: RunDir) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in run.path.iterdir() if p.is_file()}
 
 
+@pytest.mark.slow
 def test_grid_resumes_trains_and_records_failures(grid_run):
     out, by, summaries, _ = grid_run
     resumed = summaries[by["prompt-dt", "ok"].name]
@@ -322,6 +323,7 @@ def test_grid_resumes_trains_and_records_failures(grid_run):
         assert not failed.complete and not (failed.path / "LOCK").exists()
 
 
+@pytest.mark.slow
 def test_finished_runs_are_not_trained_again(grid_run, smoke_data):
     out, by, _, _ = grid_run
     done = [RunDir(out / "runs" / by[m, "ok"].name) for m in ("prompt-dt", "socodt")]
@@ -333,6 +335,7 @@ def test_finished_runs_are_not_trained_again(grid_run, smoke_data):
     assert [_stamp(r) for r in done] == before  # not a single file rewritten
 
 
+@pytest.mark.slow
 def test_locked_run_is_left_to_its_holder(grid_run, smoke_data, holder):
     path, proc = holder
     out, by, _, _ = grid_run
@@ -373,6 +376,7 @@ def harness_command(tmp_path: Path, smoke_data: Path, seed: int, steps: int) -> 
             str(smoke_data)]
 
 
+@pytest.mark.slow
 def test_two_harnesses_never_run_one_run_twice(tmp_path, smoke_data):
     cmd = harness_command(tmp_path, smoke_data, seed=5, steps=6)
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(2)]
@@ -389,6 +393,7 @@ def test_two_harnesses_never_run_one_run_twice(tmp_path, smoke_data):
         assert len(evals) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
 def test_a_killed_harness_leaves_no_worker_training(tmp_path, smoke_data, signum):
     """`kill` stops the grid as Ctrl-C does; after `kill -9` (nothing cleans up) the worker sees
@@ -442,6 +447,7 @@ def ray_grid(ray, runs, root: Path, execution: Execution, **resources) -> list[d
         ray.shutdown()
 
 
+@pytest.mark.slow
 def test_ray_runs_the_same_grid_to_the_same_results(grid_run, smoke_data, tmp_path):
     ray = pytest.importorskip("ray", reason='Ray is optional: pip install "mtrl-bench[ray]"')
     out, by, _, _ = grid_run
@@ -456,6 +462,7 @@ def test_ray_runs_the_same_grid_to_the_same_results(grid_run, smoke_data, tmp_pa
     assert read_json(remote.manifest_path)["executions"][-1]["threads"] == 1
 
 
+@pytest.mark.slow
 def test_a_ray_grid_survives_a_killed_worker(tmp_path, smoke_data):
     """kill -9 of the worker training a run mid-way: Ray starts it again, it resumes from its
     checkpoint, and the grid completes with every step logged once."""
@@ -512,6 +519,7 @@ def test_ray_runs_reserve_a_gpu_when_the_cluster_has_them(requested, device, clu
         assert harness.ray_gpus_per_run(requested, device, cluster) == expected
 
 
+@pytest.mark.slow
 def test_a_ray_cluster_with_one_gpu_runs_one_run_at_a_time_on_it(tmp_path, smoke_data):
     """Without num_gpus Ray hides the GPUs from a task (CUDA_VISIBLE_DEVICES=""): each run must
     reserve one, so on a 1-GPU cluster two runs see GPU 0 and never overlap, CPUs to spare."""
@@ -543,6 +551,7 @@ def cli(argv: list[str]) -> int:
     return main(argv)
 
 
+@pytest.mark.slow
 def test_cli_run_reports_and_plots(grid_run, smoke_data, capsys):
     out, by, _, _ = grid_run
     code = cli(["run", str(out / "grid.toml"), "--out", str(out), "--data-dir", str(smoke_data),

@@ -162,6 +162,7 @@ def installed_example(tmp_path_factory) -> Path:
     return target
 
 
+@pytest.mark.slow
 def test_example_plugin_is_listed_and_trains(installed_example, smoke_data, tmp_path):
     env = {"PYTHONPATH": str(installed_example), "MTRL_BENCH_DATA": str(smoke_data)}
     listed = _cli("methods", env=env)

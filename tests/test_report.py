@@ -212,6 +212,7 @@ def test_paper_numbers_match_the_improvements_stated_in_the_text():
         assert ours - best_other == pytest.approx(gain, abs=1e-9), (suite, quality)
 
 
+@pytest.mark.slow
 def test_a_regular_install_carries_the_paper(tmp_path):
     """`pip install .` (a regular, non-editable install): the paper's numbers come with it."""
     import os

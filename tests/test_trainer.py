@@ -125,6 +125,7 @@ def test_resume_equals_uninterrupted(smoke):
         assert torch.equal(ma[k], mb[k]), k
 
 
+@pytest.mark.slow
 def test_kill_and_resume_with_the_cli(smoke, smoke_data, tmp_path):
     args = ["--profile", "smoke", "--device", "cpu", "--quiet", "--set", "train.steps=1000",
             "--set", "train.checkpoint_interval=50"]
