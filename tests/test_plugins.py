@@ -184,7 +184,7 @@ def test_the_plugin_guide_shows_the_example_module_verbatim():
     readme = (ROOT / "docs" / "plugins.md").read_text()
     module = (EXAMPLE / "mtrl_bench_gradsign.py").read_text()
     body = textwrap.dedent(module).strip().splitlines()
-    assert all(line in readme for line in body if line.strip()), "docs/plugins.md's example is out of date"
+    assert all(line in readme for line in body if line.strip()), "docs/plugins.md is out of date"
 
 
 def test_the_cli_starts_without_importing_torch():
