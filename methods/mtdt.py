@@ -5,8 +5,8 @@ Planner and Data Synthesizer for Multi-Task Reinforcement Learning", NeurIPS 202
 (arXiv 2305.18459): MTDT, "Decision Transformer adapted for multi-task learning with task ID
 embedding", and MTBC, "multi-task behaviour cloning with task ID conditioning".
 
-Our reading (docs/usage.md, "Conditioning"): MTDT is the Prompt-DT transformer with a learned embedding
-of the task index added to every token in place of the trajectory prompt; MTBC is the same
+Our reading (docs/usage.md, "Conditioning"): MTDT is the Prompt-DT transformer with a learned
+embedding of the task index added to every token in place of the trajectory prompt; MTBC is the same
 transformer without return tokens, a sequence policy over (s, a) tokens trained by the same MSE
 on actions. MTBC here is a transformer over the context window, where the paper's MTBC is
 described only as behaviour cloning with task-ID conditioning (commonly an MLP): with the cpu
