@@ -248,7 +248,9 @@ class Run:
                     "--resume into a new --out, or delete the folder to start it over")
         self._check_identity(state)
         progress.phase("data", int(state["step"]) if state else 0)
+        setup_start = time.time()
         device, amp, data = self._setup()
+        setup_seconds = round(time.time() - setup_start, 1)  # mostly loading the data
         trainer = Trainer(cfg, data, device, amp)
         start, seconds_before = 0, 0.0
         if state is not None:
@@ -258,7 +260,8 @@ class Run:
             run.create(cfg, registry().distributions(), method_fingerprint(cfg.method))
         run.record_execution(ex, device=str(device), amp=str(amp).removeprefix("torch."),
                              threads=torch.get_num_threads(),  # what ran, not "0 = default"
-                             resumed_at=start)  # first: a damaged manifest stops before any edit
+                             resumed_at=start, setup_seconds=setup_seconds)
+        # (recorded first: a damaged manifest stops the run before any edit)
         run.truncate_metrics(start)  # records after the checkpoint (or all, from step 0)
         run.set_status("running", step=start)
         board = self._board = BoardLog(run.path, start) if ex.tensorboard else None
@@ -341,8 +344,9 @@ class Run:
                           weights=trainer.effective_weights(), device=device, amp_dtype=amp,
                           progress=self.execution.progress)
         self._log({"step": step, "kind": "eval", "success": result["success"],
-                      "return": result["return"], "episodes_per_task": eval_cfg.episodes_per_task,
-                      "task_success": [result["tasks"][t]["success"] for t in data.tasks]})
+                   "return": result["return"], "episodes_per_task": eval_cfg.episodes_per_task,
+                   "seconds": round(result["seconds"], 1),  # the run's cost split
+                   "task_success": [result["tasks"][t]["success"] for t in data.tasks]})
         return result
 
     # -- evaluating a stored run ---------------------------------------------------------------

@@ -114,4 +114,24 @@ def estimate(configs: Sequence[dict[str, Any]], roots: Iterable[Path]) -> Estima
     return Estimate(total, len(configs), exact, stand_in, sum(len(table[k]) for k in basis))
 
 
-__all__ = ["Estimate", "PACKAGE_RESULTS", "estimate", "measured", "shape"]
+def split(run_dir: Path) -> dict[str, float | None]:
+    """Where a finished run's time went, in seconds: setup (loading or generating its data, as
+    the manifest records since 2026-12-04; None before), training steps, learning-curve
+    evaluations (their own seconds, logged since 2026-12-04; None before, when they are inside
+    training) and the final evaluation."""
+    from mtrl_bench.runs import RunDir, read_json
+
+    run = RunDir(Path(run_dir))
+    result = read_json(run.eval_path)
+    executions = read_json(run.manifest_path).get("executions", [])
+    setups = [e.get("setup_seconds") for e in executions if isinstance(e, dict)]
+    curves = [r.get("seconds") for r in run.metrics()
+              if r.get("kind") == "eval" and r.get("step") != run.config().train.steps]
+    curve = sum(curves) if curves and None not in curves else None
+    train = float(result["train_seconds"])
+    return {"setup": sum(setups) if setups and None not in setups else None,
+            "training": train - curve if curve is not None else train,
+            "curve evaluations": curve, "final evaluation": float(result["seconds"])}
+
+
+__all__ = ["Estimate", "PACKAGE_RESULTS", "estimate", "measured", "shape", "split"]

@@ -65,3 +65,21 @@ def test_an_absurd_grid_is_refused_with_its_size_and_cost(tmp_path, monkeypatch)
     with pytest.raises(ValueError, match=r"12,000 runs .* \(~200h00m of one core at the measured "
                                          r"cost per run; likely a typo\); pass --max-runs 12000"):
         grid.expand(exp, tmp_path / "runs")
+
+
+def test_a_runs_time_splits_into_setup_training_curve_and_final_evaluation(tmp_path,
+                                                                           smoke_data):
+    from mtrl_bench.cost import split
+
+    run = Run.prepare("prompt-dt", "mt5", "near-optimal", 0, "smoke", {"train.eval_interval": 10},
+                      execution={"data_dir": str(smoke_data), "progress": False},
+                      out=tmp_path / "run")
+    result = run.train()
+    parts = split(tmp_path / "run")
+    assert set(parts) == {"setup", "training", "curve evaluations", "final evaluation"}
+    assert all(v is not None and v >= 0 for v in parts.values())
+    curve = [r["seconds"] for r in run.dir.metrics() if r["kind"] == "eval" and r["step"] == 10]
+    assert parts["curve evaluations"] == pytest.approx(curve[0])
+    assert parts["training"] + parts["curve evaluations"] == pytest.approx(
+        result["train_seconds"], abs=0.2)
+    assert parts["final evaluation"] == pytest.approx(result["seconds"])
