@@ -150,7 +150,8 @@ def run_experiment(exp: Experiment, out: Path, execution: Execution, *, workers:
                                  gpus_per_run=gpus_per_run)
     try:  # the runs are recorded already; a failed reference leaves only its rows out
         ensure_references([r for r in runs if r.seed in exp.reference_seeds], out,
-                          data_dir=execution.data_dir, progress=execution.progress)
+                          data_dir=execution.data_dir, progress=execution.progress,
+                          threads=execution.threads or harness.default_threads(workers))
     except Exception as exc:
         print(f"warning: BC references not computed: {exc}", file=sys.stderr)
     wall = time.time() - t0

@@ -112,16 +112,21 @@ def bc_reference(cfg: RunConfig, datasets: list, variant: str, progress: bool = 
 # --------------------------------------------------------------------------- in experiments
 
 def ensure_references(runs: Sequence[GridRun], experiment_dir: Path,
-                      data_dir: Path | None = None, progress: bool = True) -> list[Path]:
+                      data_dir: Path | None = None, progress: bool = True,
+                      threads: int = 0) -> list[Path]:
     """Both BC references for every (suite, quality, seed) of a grid, trained on the same data
     and evaluated like its runs; a file that already holds them for that protocol is kept.
 
     The runs of one (suite, quality, seed) normally share data and evaluation settings; a grid
-    whose sweep points change them gets the first point's references.
+    whose sweep points change them gets the first point's references. `threads`: torch threads
+    for the training (0: torch's default); on a busy machine the grid's per-run count keeps
+    them from waiting on each other.
     """
     from mtrl_bench.api import load_datasets
     from mtrl_bench.runs import read_json, write_json
 
+    if threads:
+        torch.set_num_threads(threads)
     folder = Path(experiment_dir) / REFERENCES_DIR
     wanted: dict[tuple, GridRun] = {}
     for r in runs:
