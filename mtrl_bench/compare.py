@@ -50,7 +50,10 @@ def compare_experiment(method: str, suites: Sequence[str], qualities: Sequence[s
         f'description = "{method} against reference runs of the same protocol"',
         f"methods = {json.dumps(methods)}", f"suites = {json.dumps(list(suites))}",
         f"qualities = {json.dumps(list(qualities))}", f"seeds = {json.dumps(list(seeds))}",
-        f'profile = "{profile}"', f"reference_seeds = [{seeds[0]}]", ""])
+        f'profile = "{profile}"',
+        # BC baselines of their own only beside references trained here: otherwise the
+        # reference folders' baselines of the same protocol are reported
+        f"reference_seeds = [{seeds[0] if references else ''}]", ""])
     exp = parse_experiment(text, "mtrl-bench compare", f"compare-{method}")
     return with_overrides(exp, overrides=overrides)
 
