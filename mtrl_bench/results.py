@@ -92,6 +92,38 @@ def split_protocols(settings: dict[str, tuple[str, dict[str, Any]]]
     return relabel, notes
 
 
+def split_methods(variants: dict[str, tuple[str, str, dict[str, Any]]]
+                  ) -> tuple[dict[str, str], list[str]]:
+    """Runs reported under one method label and protocol whose method configs differ are not
+    one method: the most common config keeps the label, the others get it with their differing
+    fields, as a sweep point is named (``socodt[beta_scale=0.01]``). `variants`: run ->
+    (protocol, label, method config). Returns (run -> new label, notes)."""
+    import json
+
+    groups: dict[tuple[str, str], dict[str, list[str]]] = {}
+    for run, (protocol, label, config) in sorted(variants.items()):
+        key = json.dumps(config, sort_keys=True, default=str)
+        groups.setdefault((protocol, label), {}).setdefault(key, []).append(run)
+    renamed, notes = {}, []
+    for (protocol, label), configs in groups.items():
+        if len(configs) < 2:
+            continue
+        main = max(configs, key=lambda k: (len(configs[k]), k))
+        common = json.loads(main)
+        for key, runs in configs.items():
+            if key == main:
+                continue
+            config = json.loads(key)
+            diff = ", ".join(f"{f}={config.get(f)}" for f in sorted(set(config) | set(common))
+                             if config.get(f) != common.get(f))
+            new = f"{label[:-1]}, {diff}]" if label.endswith("]") else f"{label}[{diff}]"
+            renamed.update(dict.fromkeys(runs, new))
+            notes.append(f"{len(runs)} run(s) labelled {label} ({protocol}) have another method "
+                         f"config than its other {len(configs[main])} ({diff}): not pooled "
+                         f"with them (reported as {new})")
+    return renamed, notes
+
+
 def runs_folder(experiment_dir: Path) -> Path:
     """`<experiment>/runs` when it exists, else the directory itself (a bare folder of runs)."""
     experiment_dir = Path(experiment_dir)
@@ -161,10 +193,10 @@ def collect(*experiment_dirs: str | Path) -> tuple[pd.DataFrame, list[str]]:
     found in more than one counts once, from the first directory that has it finished."""
     if not experiment_dirs:
         raise ValueError("collect: no experiment directory given")
-    rows, problems, numerics, settings = [], [], {}, {}
+    rows, problems, numerics, settings, variants = [], [], {}, {}, {}
     many = len(experiment_dirs) > 1
     for experiment_dir in map(Path, experiment_dirs):
-        got, troubles = _collect_one(experiment_dir, numerics, settings)
+        got, troubles = _collect_one(experiment_dir, numerics, settings, variants)
         seen = {r["run"] for r in rows}
         again = sorted({r["run"] for r in got} & seen)
         rows += [r for r in got if r["run"] not in seen]
@@ -182,14 +214,21 @@ def collect(*experiment_dirs: str | Path) -> tuple[pd.DataFrame, list[str]]:
     relabel, notes = split_protocols(settings)
     if relabel:
         df["protocol"] = [relabel.get(run, p) for run, p in zip(df["run"], df["protocol"])]
-    return df, problems + notes
+    protocols = dict(zip(df["run"], df["protocol"]))
+    renamed, more = split_methods({run: (protocols[run], *v) for run, v in variants.items()
+                                   if run in protocols})
+    if renamed:
+        df["method"] = [renamed.get(run, m) for run, m in zip(df["run"], df["method"])]
+    return df, problems + notes + more
 
 
 def _collect_one(experiment_dir: Path, numerics: dict[str, str],
-                 settings: dict[str, tuple[str, dict[str, Any]]]
+                 settings: dict[str, tuple[str, dict[str, Any]]],
+                 variants: dict[str, tuple[str, dict[str, Any]]]
                  ) -> tuple[list[dict[str, Any]], list[str]]:
-    """One directory's result rows and problems; records each run's numerics in `numerics`
-    and its protocol settings (`protocol_settings`) in `settings`."""
+    """One directory's result rows and problems; records each run's numerics in `numerics`,
+    its protocol settings (`protocol_settings`) in `settings` and its (label, method config)
+    in `variants`."""
     if not experiment_dir.is_dir():
         raise FileNotFoundError(f"no such experiment directory: {experiment_dir}")
     folder = runs_folder(experiment_dir)
@@ -207,6 +246,8 @@ def _collect_one(experiment_dir: Path, numerics: dict[str, str],
             numerics.setdefault(entry["name"], kind)
             settings.setdefault(entry["name"], (protocol_id(entry["config"]),
                                                 protocol_settings(entry)))
+            variants.setdefault(entry["name"], (entry["label"],
+                                                entry["config"].get("method_config") or {}))
         except (ValueError, KeyError, TypeError) as exc:
             what = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
             problems.append(f"{entry['name']}: damaged, left out: {what}")

@@ -455,3 +455,24 @@ def test_runs_of_one_profile_but_another_protocol_are_not_pooled(finished_run, t
                          r"train.steps=\d+: not pooled", p) for p in problems), problems
     alone, problems = collect(tmp_path / "b")  # alone, a folder is its own protocol
     assert set(alone["protocol"]) == {protocols[0]} and not any("pooled" in p for p in problems)
+
+
+def test_one_label_with_two_method_configs_is_two_methods(finished_run, tmp_path):
+    """Fig. 5's grid labels its β-as-% runs plain 'socodt'; beside Table 1's literal ones, the
+    same label must not pool two methods (seed 0 of each averaged into one seed)."""
+    import json
+    import shutil
+
+    from mtrl_bench.results import collect
+
+    for name, extra in (("a", {}), ("b", {"beta_scale": 0.01})):
+        run = tmp_path / name / "runs" / f"run{name}"
+        shutil.copytree(finished_run / "runs" / "run", run)
+        cfg = json.loads((run / "config.json").read_text())
+        cfg["method_config"] = {**cfg["method_config"], **extra}
+        (run / "config.json").write_text(json.dumps(cfg))
+    df, problems = collect(tmp_path / "a", tmp_path / "b")
+    methods = sorted(set(df["method"]))
+    assert len(methods) == 2 and methods[1] in (f"{methods[0]}[beta_scale=0.01]",
+                                                f"{methods[0]}[beta_scale=None]")
+    assert any("have another method config" in p for p in problems), problems
