@@ -71,8 +71,11 @@ def write_report_files(dirs: Sequence[Path], reference: str | None, out: Path | 
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "results.csv", df.to_csv(index=False))
     activity, trajectories = mask_activity(*dirs)
-    activity = activity[activity["run"].isin(set(df["run"]))]  # the finished runs reported
-    trajectories = trajectories[trajectories["run"].isin(set(df["run"]))]
+    label = dict(zip(df["run"], df["method"]))  # as reported (collect may rename a variant)
+    activity = activity[activity["run"].isin(label)].assign(
+        method=lambda a: a["run"].map(label))  # the finished runs reported
+    trajectories = trajectories[trajectories["run"].isin(label)].assign(
+        method=lambda t: t["run"].map(label))
     atomic_write(out / "mask_activity.csv", activity.to_csv(index=False))
     figures = plot_experiment(dirs, df, out / "plots", runs=set(df["run"]) if keep else None)
     figures += [p for p in [plot_mask_activity(trajectories,
