@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,33 +63,39 @@ def protocol_settings(entry: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
+def _minorities(values: dict[str, tuple[Any, dict[str, Any]]]
+                ) -> Iterator[tuple[Any, list[str], int, list[str]]]:
+    """Runs that share a name (run -> (name, settings)) but not their settings: per name, the
+    most common settings keep it; yields (name, the other runs of one settings, how many runs
+    keep it, their differing fields as "field=value")."""
+    import json
+
+    groups: dict[Any, dict[str, list[str]]] = {}
+    for run, (name, settings) in sorted(values.items()):
+        key = json.dumps(settings, sort_keys=True, default=str)
+        groups.setdefault(name, {}).setdefault(key, []).append(run)
+    for name, by_settings in groups.items():
+        main = max(by_settings, key=lambda k: (len(by_settings[k]), k))
+        common = json.loads(main)
+        for key, runs in by_settings.items():
+            if key != main:
+                other = json.loads(key)
+                yield name, runs, len(by_settings[main]), [
+                    f"{f}={other.get(f)}" for f in sorted(set(other) | set(common))
+                    if other.get(f) != common.get(f)]
+
+
 def split_protocols(settings: dict[str, tuple[str, dict[str, Any]]]
                     ) -> tuple[dict[str, str], list[str]]:
     """Runs under one protocol id whose settings differ are not pooled: the most common settings
     keep the id, the others get it with their differing fields, e.g.
     ``v3-scripted-replay-v2/cpu[train.steps=40]``. Returns (run -> new id, notes)."""
-    import json
-
-    by_id: dict[str, dict[str, list[str]]] = {}
-    for run, (pid, flat) in sorted(settings.items()):
-        by_id.setdefault(pid, {}).setdefault(json.dumps(flat, sort_keys=True), []).append(run)
     relabel, notes = {}, []
-    for pid, groups in by_id.items():
-        if len(groups) < 2:
-            continue
-        main = max(groups, key=lambda k: (len(groups[k]), k))
-        common = json.loads(main)
-        for key, runs in groups.items():
-            if key == main:
-                continue
-            flat = json.loads(key)
-            fields = sorted(set(flat) | set(common))
-            diff = [f"{f}={flat.get(f)}" for f in fields if flat.get(f) != common.get(f)]
-            for run in runs:
-                relabel[run] = f"{pid}[{','.join(diff)}]"
-            notes.append(f"{len(runs)} run(s) of protocol {pid} differ from its other "
-                         f"{len(groups[main])} in {', '.join(diff)}: not pooled with them "
-                         f"(reported as protocol {pid}[{','.join(diff)}])")
+    for pid, runs, kept, diff in _minorities(settings):
+        new = f"{pid}[{','.join(diff)}]"
+        relabel.update(dict.fromkeys(runs, new))
+        notes.append(f"{len(runs)} run(s) of protocol {pid} differ from its other {kept} in "
+                     f"{', '.join(diff)}: not pooled with them (reported as protocol {new})")
     return relabel, notes
 
 
@@ -98,29 +105,16 @@ def split_methods(variants: dict[str, tuple[str, str, dict[str, Any]]]
     one method: the most common config keeps the label, the others get it with their differing
     fields, as a sweep point is named (``socodt[beta_scale=0.01]``). `variants`: run ->
     (protocol, label, method config). Returns (run -> new label, notes)."""
-    import json
-
-    groups: dict[tuple[str, str], dict[str, list[str]]] = {}
-    for run, (protocol, label, config) in sorted(variants.items()):
-        key = json.dumps(config, sort_keys=True, default=str)
-        groups.setdefault((protocol, label), {}).setdefault(key, []).append(run)
     renamed, notes = {}, []
-    for (protocol, label), configs in groups.items():
-        if len(configs) < 2:
-            continue
-        main = max(configs, key=lambda k: (len(configs[k]), k))
-        common = json.loads(main)
-        for key, runs in configs.items():
-            if key == main:
-                continue
-            config = json.loads(key)
-            diff = ", ".join(f"{f}={config.get(f)}" for f in sorted(set(config) | set(common))
-                             if config.get(f) != common.get(f))
-            new = f"{label[:-1]}, {diff}]" if label.endswith("]") else f"{label}[{diff}]"
-            renamed.update(dict.fromkeys(runs, new))
-            notes.append(f"{len(runs)} run(s) labelled {label} ({protocol}) have another method "
-                         f"config than its other {len(configs[main])} ({diff}): not pooled "
-                         f"with them (reported as {new})")
+    pairs = {run: ((protocol, label), config) for run, (protocol, label, config)
+             in variants.items()}
+    for (protocol, label), runs, kept, diff in _minorities(pairs):
+        fields = ", ".join(diff)
+        new = f"{label[:-1]}, {fields}]" if label.endswith("]") else f"{label}[{fields}]"
+        renamed.update(dict.fromkeys(runs, new))
+        notes.append(f"{len(runs)} run(s) labelled {label} ({protocol}) have another method "
+                     f"config than its other {kept} ({fields}): not pooled with them "
+                     f"(reported as {new})")
     return renamed, notes
 
 

@@ -8,7 +8,8 @@ from mtrl_bench import report
 from mtrl_bench.paper import load_numbers, numbers_dir, paper
 
 PAPER_DIR = numbers_dir()
-FILES = ["report.md", "report.tex", "comparison.csv", "aggregate.csv", "paper_tables.csv"]
+FILES = ["report.md", "report.tex", "report.html", "comparison.csv", "aggregate.csv",
+         "paper_tables.csv"]
 
 # Per-seed offsets: mean 0, so each cell's mean is exactly its base value.
 OFFSETS = (-0.01, 0.0, 0.01)
