@@ -46,15 +46,26 @@ class TransformerPolicy:
 
     def __init__(self, model: PromptDT, weights: Weights | None = None) -> None:
         self.model, self.weights = model, weights
+        self._tasks: torch.Tensor | None = None
+        self._rows_of_tasks: Weights | None = None
 
     def _rows(self, tasks: torch.Tensor) -> Weights | None:
-        return None if self.weights is None else {k: w[tasks] for k, w in self.weights.items()}
+        """The groups' weights, gathered once per batch (a batch keeps its `tasks` tensor until
+        episodes end), not at every step."""
+        if self.weights is None:
+            return None
+        if tasks is not self._tasks:
+            self._tasks = tasks
+            self._rows_of_tasks = {k: w[tasks] for k, w in self.weights.items()}
+        return self._rows_of_tasks
 
     def encode_prompt(self, prompt: Segments, tasks: torch.Tensor) -> Any:
         return self.model.encode_prompt(prompt, self._rows(tasks))
 
     def act(self, seg: Segments, cache: Any, tasks: torch.Tensor) -> torch.Tensor:
-        return self.model.act(seg, cache, self._rows(tasks))
+        # task-id models read the task from `tasks`: once a task's episodes have all ended, the
+        # batch's groups are no longer every task in order
+        return self.model.act(seg, cache, self._rows(tasks), tasks=tasks)
 
 
 SUCCESS_EPS = 1e-8  # reference code: an episode succeeded if info["success"] > 1e-8 at any step

@@ -170,14 +170,17 @@ class PromptDT(nn.Module):
         """The weight matrices of the transformer blocks: what masking strategies act on."""
         return {m.key: m.weight for m in self.modules() if isinstance(m, MaskableLinear)}
 
-    def _tokens(self, seg: Segments, prompt: bool) -> torch.Tensor:
+    def _tokens(self, seg: Segments, prompt: bool, tasks: torch.Tensor | None = None
+                ) -> torch.Tensor:
         """(G, B, T, ...) -> interleaved (R, s, a) tokens (G, B, 3T, C); (s, a) tokens
         (G, B, 2T, C) without returns-to-go. With task-id conditioning, group g's tokens carry
-        task g's embedding."""
+        the embedding of task `tasks[g]` (default: task g, every task in order)."""
         p = "prompt_" if prompt else ""
         time = getattr(self, f"{p}embed_timestep")(seg.timesteps.clamp(0, self.cfg.max_ep_len - 1))
         if self.conditioning == "task-id":
-            time = time + self.embed_task.weight[: time.shape[0], None, None, :]
+            table = self.embed_task.weight
+            rows = table[: time.shape[0]] if tasks is None else table[tasks]
+            time = time + rows[:, None, None, :]
         parts = [getattr(self, f"{p}embed_state")(seg.states),
                  getattr(self, f"{p}embed_action")(seg.actions)]
         if self.returns_to_go:
@@ -205,14 +208,15 @@ class PromptDT(nn.Module):
         return PromptCache(kv, valid[:, None, None, :])
 
     def decode(self, seg: Segments, cache: PromptCache, weights: Weights | None = None,
-               last_only: bool = False) -> torch.Tensor:
+               last_only: bool = False, tasks: torch.Tensor | None = None) -> torch.Tensor:
         """Predicted actions (G, B, T, A) for the state tokens of `seg`, after a cached prompt.
 
         last_only: predict only the last state token's action, (G, B, 1, A): the action token
         after it is dropped and the last block runs its query, MLP and head for that token alone.
+        tasks: which task each group is (task-id conditioning; default: group g is task g).
         """
         g, b, _ = seg.mask.shape
-        x = self.embed_drop(self.embed_ln(self._tokens(seg, False)))  # (G, B, kT, C)
+        x = self.embed_drop(self.embed_ln(self._tokens(seg, False, tasks)))  # (G, B, kT, C)
         valid = seg.mask.repeat_interleave(self.per_step, dim=2).reshape(g * b, -1)
         if last_only:
             x, valid = x[:, :, :-1], valid[:, :-1]
@@ -234,10 +238,11 @@ class PromptDT(nn.Module):
         """Predicted actions (G, B, T, A) for every state token of `seg` (training)."""
         return self.decode(seg, self.encode_prompt(prompt, weights), weights)
 
-    def act(self, seg: Segments, cache: PromptCache, weights: Weights | None = None
-            ) -> torch.Tensor:
-        """The action (G, B, A) for the last state of each window (evaluation)."""
-        return self.decode(seg, cache, weights, last_only=True)[:, :, 0]
+    def act(self, seg: Segments, cache: PromptCache, weights: Weights | None = None,
+            tasks: torch.Tensor | None = None) -> torch.Tensor:
+        """The action (G, B, A) for the last state of each window (evaluation); `tasks`: which
+        task each group is, when not every task in order (episodes that ended left the batch)."""
+        return self.decode(seg, cache, weights, last_only=True, tasks=tasks)[:, :, 0]
 
 
 def per_task_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -92,3 +92,22 @@ def test_without_returns_to_go_the_returns_are_not_read():
         seg.rtg += 100.0
         after = model(seg, prompt)
     torch.testing.assert_close(after, before, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_a_batch_without_its_first_task_acts_as_the_full_batch(model, masked):
+    """Evaluation drops a task's group once all its episodes ended: the groups left (tasks 1
+    and 2) must act as they did in the full batch, whatever the conditioning (a task-id model
+    once read group g as task g, giving task 1 the embedding of task 0)."""
+    from mtrl_bench.evaluation import TransformerPolicy
+
+    gen = torch.Generator().manual_seed(4)
+    seg, prompt = segments(T, 0, gen), segments(P, 0, gen)
+    policy = TransformerPolicy(model, task_weights(model, gen) if masked else None)
+    everyone, rest = torch.arange(G), torch.tensor([1, 2])
+    part = Segments(*(getattr(seg, f)[rest] for f in Segments.__annotations__))
+    part_prompt = Segments(*(getattr(prompt, f)[rest] for f in Segments.__annotations__))
+    with torch.no_grad():
+        full = policy.act(seg, policy.encode_prompt(prompt, everyone), everyone)
+        alone = policy.act(part, policy.encode_prompt(part_prompt, rest), rest)
+    torch.testing.assert_close(alone, full[1:], rtol=0, atol=1e-6)
