@@ -15,7 +15,7 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def _ignore_sigint() -> None:
+def ignore_sigint() -> None:
     # Ctrl-C is the parent's to handle: it stops the pool and keeps what is finished, while
     # workers printing their own KeyboardInterrupt tracebacks would only bury that message.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -33,5 +33,5 @@ def imap_unordered(fn: Callable[[Any], Any], items: Iterable[Any],
         yield from map(fn, items)
         return
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(workers, initializer=_ignore_sigint) as pool:
+    with ctx.Pool(workers, initializer=ignore_sigint) as pool:
         yield from pool.imap_unordered(fn, items, chunksize=1)

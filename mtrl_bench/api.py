@@ -98,6 +98,7 @@ class Run:
     execution: Execution  # how: recorded in the manifest, never hashed
     dir: RunDir
     _board = None  # while training: the TensorBoard view of the metrics log (not a field)
+    _pool = None  # while training: the envs its evaluations share
 
     # -- finding runs ----------------------------------------------------------------------------
     @classmethod
@@ -176,6 +177,13 @@ class Run:
                                      + "; ".join(diff) + "); use another --out, or delete it")
 
     # -- training --------------------------------------------------------------------------------
+    def _eval_workers(self) -> int:
+        """Processes stepping evaluation envs: as set, else the run's torch threads (set by
+        `_setup`)."""
+        import torch
+
+        return self.execution.eval_workers or torch.get_num_threads()
+
     def _setup(self) -> tuple[Any, Any, Any]:
         """(device, autocast dtype, OfflineData) for this run's execution settings."""
         import torch
@@ -236,6 +244,7 @@ class Run:
         import torch
 
         from mtrl_bench.trainer import Trainer
+        from mtrl_bench_envs.pool import EnvPool
 
         cfg, ex, run = self.config, self.execution, self.dir
         state = run.load_checkpoint() if resume else None
@@ -260,18 +269,22 @@ class Run:
             run.create(cfg, registry().distributions(), method_fingerprint(cfg.method))
         run.record_execution(ex, device=str(device), amp=str(amp).removeprefix("torch."),
                              threads=torch.get_num_threads(),  # what ran, not "0 = default"
-                             resumed_at=start, setup_seconds=setup_seconds)
+                             eval_workers=self._eval_workers(), resumed_at=start,
+                             setup_seconds=setup_seconds)
         # (recorded first: a damaged manifest stops the run before any edit)
         run.truncate_metrics(start)  # records after the checkpoint (or all, from step 0)
         run.set_status("running", step=start)
         board = self._board = BoardLog(run.path, start) if ex.tensorboard else None
+        # one pool for the run: its evaluations reuse the envs (and the worker processes)
+        self._pool = EnvPool(self._eval_workers())
         try:
             return self._train_steps(trainer, data, device, amp, start, seconds_before,
                                      stop_after, progress)
         finally:
             if board is not None:
                 board.close()
-            self._board = None
+            self._pool.close()
+            self._board = self._pool = None
 
     def _log(self, record: dict) -> None:
         self.dir.log(record)
@@ -342,7 +355,7 @@ class Run:
                                            episodes_per_task=eval_cfg.curve_episodes_per_task)
         result = evaluate(trainer.model, data, get_suite(cfg.suite), eval_cfg,
                           weights=trainer.effective_weights(), device=device, amp_dtype=amp,
-                          progress=self.execution.progress)
+                          progress=self.execution.progress, pool=self._pool)
         self._log({"step": step, "kind": "eval", "success": result["success"],
                    "return": result["return"], "episodes_per_task": eval_cfg.episodes_per_task,
                    "seconds": round(result["seconds"], 1),  # the run's cost split
@@ -374,9 +387,12 @@ class Run:
             raise RunFileError(f"{self.dir.config_path}: the model it describes does not fit "
                                f"the checkpoint ({first.rstrip('.')}); was config.json edited?"
                                ) from None
-        result = evaluate(trainer.model, data, get_suite(self.config.suite), eval_cfg,
-                          weights=trainer.effective_weights(), device=device, amp_dtype=amp,
-                          progress=self.execution.progress)
+        from mtrl_bench_envs.pool import EnvPool
+
+        with EnvPool(self._eval_workers()) as pool:
+            result = evaluate(trainer.model, data, get_suite(self.config.suite), eval_cfg,
+                              weights=trainer.effective_weights(), device=device, amp_dtype=amp,
+                              progress=self.execution.progress, pool=pool)
         result["step"] = state["step"]
         write_json(self.dir.path / f"eval_{eval_cfg.episodes_per_task}.json", rounded(result),
                    compact=True)

@@ -37,6 +37,7 @@ def _print_eval(result: dict) -> None:
 def _execution(args: argparse.Namespace) -> dict:
     """Execution settings given on the command line (the profile's apply to the rest)."""
     given = {"device": args.device, "threads": args.threads, "amp": args.amp,
+             "eval_workers": args.eval_workers,
              "data_dir": str(args.data_dir) if args.data_dir else None,
              "progress": False if args.quiet else None}
     return {k: v for k, v in given.items() if v is not None}
@@ -93,6 +94,9 @@ def add_execution_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: auto)")
     g.add_argument("--threads", type=int, help="torch threads per run (default: all cores for "
                    "one run, cores // workers in a grid; the smoke profile: 1)")
+    g.add_argument("--eval-workers", type=int, metavar="N",
+                   help="processes stepping the evaluation envs (default: as many as the run's "
+                   "threads; results do not depend on it)")
     g.add_argument("--amp", help="bf16 autocast: auto | bf16 | none (default: the profile's, "
                    "else auto: bf16 where the hardware has it; the cpu profile: none)")
     g.add_argument("--data-dir", type=Path,

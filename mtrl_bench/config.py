@@ -92,6 +92,9 @@ class Execution:
 
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # torch intra-op threads; 0 = decided by the caller (all cores for one run)
+    # Processes stepping evaluation envs (this one and eval_workers - 1 more); 0 = the run's
+    # torch threads, its share of the cores: the model and the envs take turns, never overlap.
+    eval_workers: int = 0
     # bf16 autocast: "auto" = where it pays (GPUs with bf16, CPUs with AVX-512-BF16/AMX; on an
     # AVX2-only CPU it made a step ~5x slower, BENCHMARKS.md).
     amp: str = "auto"
@@ -104,8 +107,10 @@ class Execution:
 
         if self.amp not in AMP_MODES:
             raise ConfigError(unknown_name_message("amp mode", self.amp, AMP_MODES))
-        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
-            raise ConfigError(f"threads must be an integer >= 0, got {self.threads!r}")
+        for name in ("threads", "eval_workers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
         if not isinstance(self.device, str) or not self.device:
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 

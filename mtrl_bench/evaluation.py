@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -22,7 +23,8 @@ from tqdm.auto import tqdm
 from mtrl_bench.config import EvalConfig
 from mtrl_bench.data import OfflineData
 from mtrl_bench.model import PromptDT, Segments, Weights
-from mtrl_bench_envs.suites import EPISODE_LENGTH, Suite, make_env, set_goal
+from mtrl_bench_envs.pool import EnvPool, affordable_envs
+from mtrl_bench_envs.suites import EPISODE_LENGTH, Suite
 
 __all__ = ["EnvPool", "History", "Policy", "TransformerPolicy", "batch_index", "env_specs",
            "evaluate"]
@@ -69,7 +71,7 @@ class TransformerPolicy:
 
 
 SUCCESS_EPS = 1e-8  # reference code: an episode succeeded if info["success"] > 1e-8 at any step
-MAX_ENVS = 100  # a live Meta-World env holds ~25 MB; bigger runs go in waves of episodes
+MAX_ENVS = 100  # a live Meta-World env holds ~22 MiB; bigger runs go in waves of episodes
 
 
 class History:
@@ -104,37 +106,6 @@ class History:
                         torch.from_numpy(mask).expand(g, b, K))
 
 
-class EnvPool:
-    """Built Meta-World envs kept for reuse. Pointing a built env at another goal and seed
-    (`set_goal`, which replays exactly what a fresh env would) costs ~1/20 of building one
-    (0.01 s vs 0.2 s), so waves of episodes, and evaluations that share a pool, reuse envs."""
-
-    def __init__(self) -> None:
-        self.free: dict[str, list] = {}
-        self.build_seconds = 0.0
-
-    def take(self, task: str, goal: int, seed: int):
-        if self.free.get(task):
-            env = self.free[task].pop()
-            set_goal(env, task, goal, seed)
-            return env
-        tic = time.perf_counter()
-        env = make_env(task, goal, seed)
-        self.build_seconds += time.perf_counter() - tic
-        return env
-
-    def give_back(self, task: str, env) -> None:
-        self.free.setdefault(task, []).append(env)
-
-    def close(self, keep: int = 0) -> None:
-        """Close the free envs beyond the first `keep` (all of them by default)."""
-        kept = 0
-        for envs in self.free.values():
-            while len(envs) > max(keep - kept, 0):
-                envs.pop().close()
-            kept += len(envs)
-
-
 def batch_index(active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The model batch for the active envs of an (N, E) grid: task rows (G,) and columns (G, B).
 
@@ -154,12 +125,13 @@ def _take(seg: Segments, rows: torch.Tensor, cols: torch.Tensor) -> Segments:
     return Segments(*(getattr(seg, f)[rows[:, None], cols] for f in Segments.__annotations__))
 
 
-def _rollout(policy: Policy, data: OfflineData, envs: list[list], prompts: Segments,
-             cfg: EvalConfig, device: torch.device, shrink: bool,
+def _rollout(policy: Policy, data: OfflineData, pool: EnvPool, specs: Sequence[Sequence],
+             prompts: Segments, cfg: EvalConfig, device: torch.device, shrink: bool,
              bar: tqdm) -> tuple[np.ndarray, np.ndarray, int]:
-    """Run one (N, e) grid of envs to the end: successes (N, e), returns (N, e), env steps."""
-    n, e = len(envs), len(envs[0])
-    obs = np.array([[env.reset()[0] for env in row] for row in envs], np.float32)  # (N, e, S)
+    """Run the (N, e) episodes of `specs` on `pool`'s envs to the end: successes (N, e), returns
+    (N, e), env steps. The pool's open batch is env i * e + j for episode j of task i."""
+    n, e = len(specs), len(specs[0])
+    obs = pool.open([spec for row in specs for spec in row]).reshape(n, e, -1).astype(np.float32)
     hist = History((n, e), EPISODE_LENGTH, data.K, obs.shape[-1], data.actions[0].shape[-1])
     target = cfg.target_return * np.asarray(data.best_return, np.float32) / data.scale
     hist.rtg[:, :, hist.slot(0)] = target[:, None]
@@ -180,17 +152,20 @@ def _rollout(policy: Policy, data: OfflineData, envs: list[list], prompts: Segme
         actions[rows[:, None], cols] = out.float().clamp(-1.0, 1.0).cpu().numpy()
         hist.actions[:, :, hist.slot(t)] = actions
         reward = np.zeros((n, e))
-        stepped = np.argwhere(active)
-        for i, j in stepped:  # the envs are the cost: a plain loop
-            o, r, terminated, truncated, info = envs[i][j].step(actions[i, j])
-            obs[i, j], reward[i, j] = o, r
-            success[i, j] |= info["success"] > SUCCESS_EPS
-            if terminated or truncated or (cfg.early_stop and success[i, j]):
-                active[i, j], batch = False, None
-                bar.total -= EPISODE_LENGTH - 1 - t  # the bar counts the steps still to come
+        stepped = int(active.sum())
+        # the envs are the cost: the pool steps them, in worker processes when it has some
+        o, r, succeeded, ended = pool.step(np.flatnonzero(active), actions[active])
+        obs[active], reward[active] = o, r
+        success[active] |= succeeded > SUCCESS_EPS
+        finished = np.zeros_like(active)
+        finished[active] = ended | (cfg.early_stop & success[active])
+        if finished.any():
+            active &= ~finished
+            batch = None
+            bar.total -= int(finished.sum()) * (EPISODE_LENGTH - 1 - t)  # steps still to come
         returns += reward
-        env_steps += len(stepped)
-        bar.update(len(stepped))
+        env_steps += stepped
+        bar.update(stepped)
         if not active.any() or t + 1 == EPISODE_LENGTH:  # Meta-World truncates at the horizon
             break
         hist.rtg[:, :, hist.slot(t + 1)] = hist.rtg[:, :, hist.slot(t)] - reward / data.scale
@@ -216,11 +191,11 @@ def evaluate(model: PromptDT | Policy, data: OfflineData, suite: Suite, cfg: Eva
     then one `act` call per env step. weights: a PromptDT's per-task effective weights {name:
     (N, out, in)} in `data.tasks` order (masked methods); None runs the shared weights.
     max_envs caps the envs alive at once (episodes then run in waves that reuse the envs;
-    results do not depend on it). pool: envs to reuse, kept after the call (default: a pool of
-    this call's own). shrink=False keeps a static (N, E)
-    batch when episodes stop early (for benchmarking; same results). Returns per-task
-    success/return lists, their means, the env steps taken and the wall time (`build_seconds`:
-    env construction).
+    results do not depend on it). pool: the `EnvPool` whose envs (and worker processes) to use,
+    kept after the call (default: a pool of this call's own, in this process). shrink=False
+    keeps a static (N, E) batch when episodes stop early (for benchmarking; same results).
+    Returns per-task success/return lists, their means, the env steps taken and the wall time
+    (`build_seconds`: env construction).
     """
     n, e = data.num_tasks, cfg.episodes_per_task
     if e < 1:
@@ -251,24 +226,25 @@ def evaluate(model: PromptDT | Policy, data: OfflineData, suite: Suite, cfg: Eva
         with (tqdm(total=n * e * EPISODE_LENGTH, desc="eval", unit="step", disable=not progress,
                    dynamic_ncols=True) as bar, torch.inference_mode(), amp):
             for lo in range(0, e, wave):
-                eps = range(lo, min(e, lo + wave))
-                bar.set_postfix_str(f"preparing {n * len(eps)} envs")
-                envs = [[pool.take(*row[j]) for j in eps] for row in specs]
-                bar.set_postfix_str(f"episodes {lo}-{eps[-1]}")
-                cut = slice(lo, eps[-1] + 1)
+                cut = slice(lo, min(e, lo + wave))
+                bar.set_postfix_str(f"episodes {lo}-{cut.stop - 1}")
                 wave_prompts = Segments(*(getattr(prompts, f)[:, cut]
                                           for f in Segments.__annotations__))
-                s, r, steps = _rollout(policy, data, envs, wave_prompts, cfg, device, shrink,
-                                       bar)
+                try:
+                    s, r, steps = _rollout(policy, data, pool, [row[cut] for row in specs],
+                                           wave_prompts, cfg, device, shrink, bar)
+                finally:
+                    pool.release()
                 success[:, cut], returns[:, cut] = s, r
                 env_steps += steps
-                for task, row in zip(data.tasks, envs):
-                    for env in row:
-                        pool.give_back(task, env)
     finally:
         if module is not None:
             module.train(was_training)
-        pool.close(keep=0 if own_pool else max_envs)  # a shared pool keeps at most max_envs
+        if own_pool:
+            pool.close()
+        else:  # a shared pool keeps up to max_envs, as far as memory allows
+            affordable = affordable_envs()
+            pool.trim(max_envs if affordable is None else min(max_envs, affordable))
     tasks = {task: {"success": float(success[i].mean()), "return": float(returns[i].mean()),
                     "episodes": e, "successes": success[i].astype(int).tolist(),
                     "returns": returns[i].tolist()}

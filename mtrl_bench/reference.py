@@ -119,8 +119,8 @@ def ensure_references(runs: Sequence[GridRun], experiment_dir: Path,
 
     The runs of one (suite, quality, seed) normally share data and evaluation settings; a grid
     whose sweep points change them gets the first point's references. `threads`: torch threads
-    for the training (0: torch's default); on a busy machine the grid's per-run count keeps
-    them from waiting on each other.
+    for the training and processes for the evaluation envs (0: torch's default); on a busy
+    machine the grid's per-run count keeps them from waiting on each other.
     """
     from mtrl_bench.api import load_datasets
     from mtrl_bench.runs import read_json, write_json
@@ -131,7 +131,9 @@ def ensure_references(runs: Sequence[GridRun], experiment_dir: Path,
     wanted: dict[tuple, GridRun] = {}
     for r in runs:
         wanted.setdefault((r.suite, r.quality, r.seed), r)
-    paths, pool = [], EnvPool()  # one pool: the references' evaluations reuse its envs
+    # one pool: the references' evaluations reuse its envs, stepped in as many processes as
+    # there are threads (as a run's evaluations are)
+    paths, pool = [], EnvPool(torch.get_num_threads())
     bars = progress and sys.stderr.isatty()  # a log gets the plain line per reference only
     try:
         for (suite, quality, seed), run in wanted.items():

@@ -200,8 +200,51 @@ def test_a_shared_pool_reuses_envs_with_the_same_results(expert_run, data):
             again = _run(expert, data, episodes=3, early_stop=True,
                          max_envs=len(TASKS), pool=pool)
             assert _outcome(again) == _outcome(result)
-        assert sum(len(envs) for envs in pool.free.values()) == len(TASKS)
+        assert pool.trim(100) == len(TASKS)  # no env built beyond the first wave
         assert again["build_seconds"] == 0.0
     finally:
         pool.close()
 
+
+
+def test_env_workers_give_the_results_of_one_process(shared, model, data, expert_run):
+    """Envs stepped in worker processes: the same observations, rewards and successes, for a
+    model's full episodes and for an expert's early-stopping waves (3 shares of 2 envs: whole
+    tasks and single episodes leave different shares), and a second evaluation reuses the
+    workers' envs."""
+    expert, stopped = expert_run
+    with EnvPool(workers=2) as pool:
+        assert _outcome(_run(model, data, early_stop=False, pool=pool)) == _outcome(shared)
+    with EnvPool(workers=3) as pool:
+        for _ in range(2):
+            again = _run(expert, data, episodes=3, early_stop=True, max_envs=6, pool=pool)
+            assert _outcome(again) == _outcome(stopped)
+        assert again["build_seconds"] == 0.0
+        assert pool.trim(100) == 6
+
+
+def test_an_env_workers_error_names_the_worker_and_the_problem():
+    with EnvPool(workers=2) as pool:
+        with pytest.raises(RuntimeError, match=r"env worker process \d+: .*no-such-task-v3"):
+            pool.open([(TASKS[0], 0, 0), ("no-such-task-v3", 0, 0)])
+        pool.release()
+        with pytest.raises(ValueError, match="no-such-task-v3"):  # in this process's share
+            pool.open([("no-such-task-v3", 0, 0), (TASKS[0], 0, 0)])
+        pool.release()
+        assert pool.open([(TASKS[0], 0, 0), (TASKS[1], 0, 0)]).shape == (2, 39)  # still usable
+
+
+def test_a_dead_env_worker_is_reported_not_waited_for():
+    with EnvPool(workers=2) as pool:
+        pool.open([(TASKS[0], 0, 0), (TASKS[1], 0, 0)])
+        _, worker = pool._remote[0]
+        worker.kill()
+        worker.join()
+        with pytest.raises(RuntimeError, match=r"env worker process \d+ died"):
+            pool.step(np.arange(2), np.zeros((2, 4), np.float32))
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5, True])
+def test_env_workers_must_be_a_positive_integer(workers):
+    with pytest.raises(ValueError, match="env workers must be an integer >= 1"):
+        EnvPool(workers)

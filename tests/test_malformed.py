@@ -156,6 +156,8 @@ CASES = {
                       _experiment(GOOD_GRID), ["exp"]),
     "threads -1": Case([*TRAIN, "--threads", "-1"], "threads must be an integer >= 0",
                        untouched=["runs"]),
+    "eval workers -1": Case([*TRAIN, "--eval-workers", "-1"],
+                            "eval_workers must be an integer >= 0", untouched=["runs"]),
     "seed type": Case([*TRAIN, "--seed", "x"], "--seed: invalid int value", untouched=["runs"]),
     "amp": Case([*TRAIN, "--amp", "fp16"], "unknown amp mode 'fp16'", untouched=["runs"]),
     "episodes -1": Case(["data", "generate", "--episodes", "-1", "--out", "{tmp}/d"], "episodes",

@@ -343,7 +343,8 @@ def test_train_stopped_by_kill_is_interrupted_not_running(tmp_path, smoke_data):
 
 
 def test_the_manifest_records_the_threads_that_ran(smoke_data, tmp_path):
-    """Not given, threads default to the machine's cores; the manifest says how many ran."""
+    """Not given, threads default to the machine's cores and evaluation's env processes to the
+    threads; the manifest says how many ran."""
     run = Run.prepare("prompt-dt", "mt5", "near-optimal", 0, "smoke", {"train.steps": "2"},
                       execution={"device": "cpu", "progress": False, "threads": 0,
                                  "data_dir": str(smoke_data)}, out=tmp_path / "run")
@@ -354,6 +355,28 @@ def test_the_manifest_records_the_threads_that_ran(smoke_data, tmp_path):
         torch.set_num_threads(before)
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["executions"][-1]["threads"] == (os.cpu_count() or 1)
+    assert manifest["executions"][-1]["eval_workers"] == (os.cpu_count() or 1)
+
+
+def test_a_runs_results_do_not_depend_on_its_eval_workers(smoke_data, tmp_path):
+    """Envs stepped in 3 processes (a curve evaluation, then the final one on the same pool):
+    the same successes and returns, episode by episode, as in one."""
+    results = []
+    for workers in (1, 3):
+        run = Run.prepare("prompt-dt", "mt5", "near-optimal", 0, "smoke",
+                          {"train.steps": "4", "train.eval_interval": "2"},
+                          execution={"device": "cpu", "progress": False, "threads": 1,
+                                     "eval_workers": workers, "data_dir": str(smoke_data)},
+                          out=tmp_path / f"w{workers}")
+        result = run.train()
+        results.append(({t: (r["successes"], r["returns"]) for t, r in result["tasks"].items()},
+                        [r for r in run.dir.metrics() if r["kind"] == "eval"]))
+        manifest = json.loads(run.dir.manifest_path.read_text())
+        assert manifest["executions"][-1]["eval_workers"] == workers
+    (final_1, curve_1), (final_3, curve_3) = results
+    assert final_1 == final_3
+    assert [(r["step"], r["task_success"]) for r in curve_1] == \
+        [(r["step"], r["task_success"]) for r in curve_3]
 
 
 @pytest.mark.parametrize("failure", [KeyboardInterrupt, RuntimeError])
