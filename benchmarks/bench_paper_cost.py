@@ -10,15 +10,17 @@ available here, so time needs two assumptions, both arguments: a sustained rate 
 (default 40 TFLOP/s, 13% of an A100's 312 TFLOP/s bf16 peak) and a per-operation cost
 `--op-us` (default 10 µs: launch plus a small kernel). A step costs the larger of the two bounds.
 Simulation is measured: one core stepping real Meta-World envs of `--sim-tasks` tasks with random
-actions (evaluation steps its envs in the run's own process, one after another, while the GPU
-waits, so a run's GPU is held for training plus simulation).
+actions (evaluation steps its envs while the GPU waits, so a run's GPU is held for training plus
+simulation). With `--eval-workers W` env processes per run (`execution.eval_workers`), the
+simulation's wall time is taken as (1/W + `--eval-overhead`) of one process's, the overhead being
+what `benchmarks/bench_eval_workers.py` measured at W = 2 (pipes and imbalance) held constant.
 
 The tables: each layout of mtrl_bench/paper/paper.toml on the suites the paper reports, at
 `--seeds` runs per cell (the paper's 3; Table 3's three runs are its three task combinations),
 and Fig. 5 as the distinct points of experiments/fig5.toml on MT30 (the paper's suite).
 
     python benchmarks/bench_paper_cost.py [--profile paper] [--tasks 5 30 50] [--tflops 40]
-                                          [--seeds 3] [--gpus 8]
+                                          [--seeds 3] [--gpus 8] [--eval-workers 8]
 """
 from __future__ import annotations
 
@@ -145,6 +147,10 @@ def main() -> None:
                     help="MT50 tasks (spread over the 50) whose envs are stepped to measure "
                     "simulation")
     ap.add_argument("--sim-steps", type=int, default=500, help="env steps per measured task")
+    ap.add_argument("--eval-workers", type=int, default=1,
+                    help="env processes per run for the last column (a GPU host's cores per GPU)")
+    ap.add_argument("--eval-overhead", type=float, default=0.07,
+                    help="a step call's excess over 1/W of one process's, measured at W = 2")
     args = ap.parse_args()
     torch.set_num_threads(1)
     rate, per_op = args.tflops * 1e12, args.op_us * 1e-6
@@ -186,22 +192,26 @@ def main() -> None:
                    tablefmt="github", disable_numparse=True))
 
     data_cfg = cfg.data
-    rows, total = [], np.zeros(4)
+    w = args.eval_workers
+    sim_wall = 1.0 if w == 1 else 1 / w + args.eval_overhead  # of one process's simulation
+    rows, total = [], np.zeros(5)
     for name, runs in table_runs(args.profile, args.seeds):
         gpu = sum(per_run[n][m][0] for n, m, _ in runs)
         simh = sum(per_run[n][m][1] for n, m, _ in runs)
         suites = sorted({s for _, _, s in runs})
         held = gpu + simh  # the GPU waits while the run's process simulates
-        total += [len(runs), gpu, simh, held]
+        held_w = gpu + simh * sim_wall  # ... or while its env processes do
+        total += [len(runs), gpu, simh, held, held_w]
         rows.append([name, len(runs), ", ".join(suites), f"{gpu:.0f}", f"{simh:.0f}",
-                     f"{held:.0f}", f"{held / args.gpus:.1f}"])
+                     f"{held:.0f}", f"{held_w:.0f}", f"{held_w / args.gpus:.1f}"])
     rows.append(["all", int(total[0]), "", f"{total[1]:.0f}", f"{total[2]:.0f}",
-                 f"{total[3]:.0f}", f"{total[3] / args.gpus:.1f}"])
+                 f"{total[3]:.0f}", f"{total[4]:.0f}", f"{total[4] / args.gpus:.1f}"])
     gen = 2 * 50 * data_cfg.episodes * EPISODE / sim / 3600  # MT50 fixed goals + MT50-rand
     print(f"\nthe paper's tables, {args.seeds} runs per cell and quality:")
     print(tabulate(rows, headers=["table", "runs", "suites", "GPU-h (compute)",
                                   "CPU-h simulation", "GPU-h held (compute + simulation)",
-                                  f"wall h on {args.gpus} GPUs"],
+                                  f"GPU-h held, {w} env processes",
+                                  f"wall h on {args.gpus} GPUs, {w} env processes"],
                    tablefmt="github", disable_numparse=True))
     print(f"datasets, once: MT50 with fixed goals and MT50-rand, {data_cfg.episodes} episodes "
           f"per task: {gen:.1f} CPU-h of simulation (parallel over cores: `mtrl-bench data "
