@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
     data = sub.add_parser("data", help="generate and inspect offline datasets",
                           description="Generate and inspect offline Meta-World datasets.")
     data.set_defaults(func=lambda args: data.print_help())
-    cmds = data.add_subparsers(dest="data_command", metavar="{generate,info,experts}")
+    cmds = data.add_subparsers(dest="data_command", metavar="{generate,info,export,experts}")
 
     gen = cmds.add_parser(
         "generate", help="generate a suite's per-task replay buffers (resumable)",
@@ -60,6 +60,18 @@ def add_parser(sub) -> None:
     info.add_argument("dir", nargs="?", type=Path, metavar="DIR")
     info.set_defaults(func=cmd_info)
 
+    export = cmds.add_parser(
+        "export", help="write a dataset in another format (Minari)",
+        description="Write a generated dataset as local Minari datasets, one per task "
+                    "(<namespace>/<task>-v0 under the Minari root); train on them with "
+                    "--set data.source=minari:<namespace>.")
+    export.add_argument("dir", type=Path, metavar="DIR", help="a generated dataset folder")
+    export.add_argument("--format", required=True, choices=["minari"])
+    export.add_argument("--out", type=Path, help="Minari root (default: $MINARI_DATASETS_PATH, "
+                        "else ~/.minari/datasets)")
+    export.add_argument("--namespace", help="default: mtrl-bench/<the dataset folder's name>")
+    export.set_defaults(func=cmd_export)
+
     experts = cmds.add_parser("experts", help="the scripted experts' success per task",
                               description="Show (or recompute) the expert reference table.")
     experts.add_argument("--recompute", action="store_true",
@@ -89,6 +101,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
     used = quality_episodes(args.episodes, args.quality)
     print(f"\n{args.quality}: episodes 0..{used - 1} of each task's {args.episodes}-episode "
           f"buffer. Show again: mtrl-bench data info {directory}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from mtrl_bench_envs.minari_format import PREFIX, export_minari, minari_root
+
+    ids = export_minari(args.dir, args.out, args.namespace)
+    namespace = ids[0].rsplit("/", 1)[0]
+    print(f"wrote {len(ids)} Minari dataset(s) under {minari_root(args.out)}: "
+          f"{namespace}/<task>-v0\ntrain on them: mtrl-bench train ... "
+          f"--set data.source={PREFIX}{namespace}")
     return 0
 
 

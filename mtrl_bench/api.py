@@ -56,15 +56,36 @@ def method_fingerprint(method: str) -> dict[str, str]:
 
 def load_datasets(cfg: RunConfig, data_dir: str | Path | None = None,
                   progress: bool = True) -> list:
-    """The run's datasets, generated first if missing."""
+    """The run's datasets: the suite's own (generated first if missing) or Minari's."""
+    from mtrl_bench.config import GENERATED
     from mtrl_bench_envs.dataset import ensure_dataset, load_dataset
     from mtrl_bench_envs.suites import get_suite
 
     suite = get_suite(cfg.suite)
+    if cfg.data.source != GENERATED:
+        from mtrl_bench_envs.minari_format import load_minari
+
+        return load_minari(cfg.data.source, suite.tasks, cfg.quality)
     directory = ensure_dataset(suite, cfg.data.episodes, cfg.data.data_seed,
                                root=Path(data_dir) if data_dir else None, progress=progress,
                                recipe=cfg.data.recipe)
     return load_dataset(directory, suite.tasks, cfg.quality)
+
+
+def minari_record(cfg: RunConfig) -> dict:
+    """For a run on Minari datasets, what identifies its data beyond the namespace the config
+    names: the Minari root and a hash of the files (for the manifest); nothing otherwise (the
+    suite's own datasets are checked against their card's checksums)."""
+    from mtrl_bench.config import GENERATED
+
+    if cfg.data.source == GENERATED:
+        return {}
+    from mtrl_bench_envs.minari_format import content_hash, minari_root
+    from mtrl_bench_envs.suites import get_suite
+
+    tasks = get_suite(cfg.suite).tasks
+    return {"minari": {"root": str(minari_root()), "datasets_sha256":
+                       content_hash(cfg.data.source, tasks)}}
 
 
 def remove_empty_folders(path: Path, up_to: Path) -> None:
@@ -270,7 +291,7 @@ class Run:
         run.record_execution(ex, device=str(device), amp=str(amp).removeprefix("torch."),
                              threads=torch.get_num_threads(),  # what ran, not "0 = default"
                              eval_workers=self._eval_workers(), resumed_at=start,
-                             setup_seconds=setup_seconds)
+                             setup_seconds=setup_seconds, **minari_record(cfg))
         # (recorded first: a damaged manifest stops the run before any edit)
         run.truncate_metrics(start)  # records after the checkpoint (or all, from step 0)
         run.set_status("running", step=start)

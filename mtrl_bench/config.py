@@ -37,6 +37,9 @@ class ModelConfig:
     timestep_init: str = "torch"
 
 
+GENERATED = "generated"  # data.source: the suite's own generated buffers
+
+
 @dataclass
 class DataConfig:
     episodes: int = 100  # buffer episodes per task; sub-optimal uses the first half
@@ -48,6 +51,9 @@ class DataConfig:
     # on the left before step K-1 exactly as evaluation's windows are.
     windows: str = "start"
     recipe: str = "scripted-replay-v2"  # how the buffer was generated (mtrl_bench_envs.recipe)
+    # The suite's generated buffers, or Minari datasets "minari:<namespace>" (one per task,
+    # <namespace>/<task>-v0 under $MINARI_DATASETS_PATH; then recipe/episodes/data_seed unused)
+    source: str = "generated"
 
 
 @dataclass
@@ -136,7 +142,10 @@ class RunConfig:
     method_config: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["data"]["source"] == GENERATED:  # named only when set: runs that predate the
+            del d["data"]["source"]  # field keep their names
+        return d
 
     def validate(self) -> RunConfig:
         """Raise ConfigError naming the first field whose value cannot train (before anything
@@ -175,6 +184,9 @@ class RunConfig:
             from mtrl_bench_envs.common import unknown_name_message
 
             raise ConfigError("data.recipe: " + unknown_name_message("recipe", d.recipe, RECIPES))
+        if d.source != GENERATED and not d.source.startswith("minari:"):
+            raise ConfigError(f"data.source: '{d.source}' is neither '{GENERATED}' (the suite's "
+                              "own buffers) nor 'minari:<namespace>' (Minari datasets)")
         for name, valid in CHOICES.items():
             section, _, key = name.partition(".")
             value = getattr(getattr(self, section), key)
