@@ -123,6 +123,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                               args.suite or (), args.seed or ())
     execution = build_execution(exp.profile, {**settings, **_execution(args)})
     out = claim((args.out or EXPERIMENTS_ROOT / exp.name).resolve(), "experiment", exp.name)
+    if args.storage and args.executor != "ray":
+        raise ValueError("--storage is for --executor ray (locally, runs keep their checkpoints "
+                         "in their folders)")
     if args.gpus_per_run is not None and args.executor != "ray":
         raise ValueError("--gpus-per-run is for --executor ray (locally, --workers sets the "
                          "runs at a time)")
@@ -130,7 +133,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         execution.device)
     outcome = run_experiment(exp, out, execution, workers=workers, executor=args.executor,
                              address=args.address, gpus_per_run=args.gpus_per_run,
-                             reference=args.reference, only_methods=args.only_method,
+                             storage=args.storage, reference=args.reference,
+                             only_methods=args.only_method,
                              max_runs=args.max_runs or grid.MAX_RUNS)
     print()
     print(comparison_text(outcome.results, outcome.reference))
@@ -251,6 +255,10 @@ def add_experiment_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gpus-per-run", type=float, metavar="G",
                    help="Ray: GPUs each run reserves (default: 1 when the cluster has GPUs and "
                    "--device is not cpu; 0.5 puts two runs on a GPU)")
+    p.add_argument("--storage", metavar="URI",
+                   help="Ray: where workers put checkpoints (a path, s3://..., gs://...), so a "
+                   "run whose node died resumes on another; without it, workers send their "
+                   "runs' small files back and keep checkpoints to themselves")
     p.add_argument("--out", type=Path, help="experiment directory (default: runs/<name>, which "
                    "git ignores; committed evidence goes to results/<name> only when asked)")
     p.add_argument("--only-method", action="append", metavar="METHOD",

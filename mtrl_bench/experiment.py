@@ -122,7 +122,8 @@ class Outcome:
 
 def run_experiment(exp: Experiment, out: Path, execution: Execution, *, workers: int,
                    executor: str = "local", address: str | None = None,
-                   gpus_per_run: float | None = None, reference: str | None = None,
+                   gpus_per_run: float | None = None, storage: str | None = None,
+                   reference: str | None = None,
                    only_methods: Sequence[str] | None = None, max_runs: int = MAX_RUNS,
                    say: Say = print, report: bool = True) -> Outcome:
     """Run what is missing of `exp` into `out` (a folder `outputs.claim` accepted), compute
@@ -150,7 +151,7 @@ def run_experiment(exp: Experiment, out: Path, execution: Execution, *, workers:
     t0 = time.time()
     summaries = harness.run_grid(runs, out / "runs", executor=executor, workers=workers,
                                  execution=execution, address=address,
-                                 gpus_per_run=gpus_per_run)
+                                 gpus_per_run=gpus_per_run, storage=storage)
     try:  # the runs are recorded already; a failed reference leaves only its rows out
         ensure_references([r for r in runs if r.seed in exp.reference_seeds], out,
                           data_dir=execution.data_dir, progress=execution.progress,

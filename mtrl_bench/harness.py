@@ -61,12 +61,13 @@ def record_failure(run: RunDir, error: str, details: str = "") -> None:
     atomic_write(run.path / "error.txt", (details or error).rstrip() + "\n")
 
 
-def execute(task: RunTask) -> dict[str, Any]:
-    """Run one grid entry to completion; never raises for a failing run (it is recorded)."""
+def execute(task: RunTask, run: RunDir | None = None) -> dict[str, Any]:
+    """Run one grid entry to completion; never raises for a failing run (it is recorded).
+    `run`: its folder, when not a plain `RunDir(task.path)` (a remote worker's, see remote.py)."""
     from mtrl_bench.api import Run, RunLocked
 
     t0 = time.time()
-    run = RunDir(Path(task.path))
+    run = run or RunDir(Path(task.path))
     if run.complete:
         return _summary(task, "skipped", t0)
     try:
@@ -231,10 +232,15 @@ def ray_gpus_per_run(requested: float | None, device: str, cluster_gpus: float) 
 
 def _run_ray(tasks: Sequence[RunTask], threads: int, address: str | None,
              done: Callable[[dict[str, Any]], None], tick: Callable[[], None],
-             device: str = "auto", gpus_per_run: float | None = None) -> None:
+             device: str = "auto", gpus_per_run: float | None = None,
+             storage: str | None = None) -> None:
     """Each run is a Ray task reserving `threads` CPUs (so workers never share a core) and
     `ray_gpus_per_run` GPUs; a worker process serves one run and exits (max_calls=1), like the
-    local executor's fresh process."""
+    local executor's fresh process. Workers need not share a disk with this process: each sends
+    its run's small files back, written here where the local executor would have written them,
+    and with `storage` its checkpoints go there too (mtrl_bench.remote)."""
+    from mtrl_bench.remote import execute_remote, write_run_files
+
     try:
         import ray
     except ImportError:
@@ -248,15 +254,16 @@ def _run_ray(tasks: Sequence[RunTask], threads: int, address: str | None,
         # checkpoint. A run that fails inside `execute` is recorded, never retried.
         gpus = ray_gpus_per_run(gpus_per_run, device, ray.cluster_resources().get("GPU", 0.0))
         remote = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=RAY_RETRIES,
-                            max_calls=1)(execute)
-        refs = {remote.remote(task): task for task in tasks}
+                            max_calls=1)(execute_remote)
+        refs = {remote.remote(task, storage): task for task in tasks}
         while refs:
             tick()
             ready, _ = ray.wait(list(refs), num_returns=1, timeout=TICK)
             for ref in ready:
                 task = refs.pop(ref)
                 try:
-                    summary = ray.get(ref)
+                    summary, files = ray.get(ref)
+                    write_run_files(Path(task.path), files)
                 except Exception as exc:  # the worker died (RayTaskError, WorkerCrashedError)
                     summary = _died(task, f"Ray task failed: {type(exc).__name__}: {exc}")
                 done(summary)
@@ -288,12 +295,13 @@ def _pregenerate(runs: Sequence[GridRun], data_dir: str | None, progress: bool) 
 
 def run_grid(runs: Sequence[GridRun], runs_root: Path, executor: str = "local",
              workers: int = 1, execution: Execution | None = None,
-             address: str | None = None, gpus_per_run: float | None = None
-             ) -> list[dict[str, Any]]:
+             address: str | None = None, gpus_per_run: float | None = None,
+             storage: str | None = None) -> list[dict[str, Any]]:
     """Execute every run of a grid; returns one summary per run (state, seconds, error).
 
     `execution` applies to every run; its threads default to cores // workers (0 = that).
-    `gpus_per_run` (Ray only) defaults to one GPU per run on a cluster that has GPUs."""
+    `gpus_per_run` (Ray only) defaults to one GPU per run on a cluster that has GPUs.
+    `storage` (Ray only): a pyarrow filesystem URI for checkpoints (see mtrl_bench.remote)."""
     if executor not in ("local", "ray"):
         raise ValueError(f"unknown executor '{executor}'; valid: local, ray")
     if workers < 1:
@@ -336,7 +344,8 @@ def run_grid(runs: Sequence[GridRun], runs_root: Path, executor: str = "local",
 
     try:
         if executor == "ray":
-            _run_ray(tasks, threads, address, done, watch.tick, execution.device, gpus_per_run)
+            _run_ray(tasks, threads, address, done, watch.tick, execution.device, gpus_per_run,
+                     storage)
         else:
             _run_local(tasks, workers, done, watch.tick)
     finally:

@@ -1,0 +1,138 @@
+"""Runs on machines that share no disk with the driver (Ray workers on other nodes).
+
+A worker trains into a run folder of its own (`$MTRL_BENCH_WORKER_RUNS/<run>` when its node sets
+that variable, else the driver's path, which on another machine is another disk) and sends the
+run's small files back with its summary (`run_files`); the driver writes them where the local
+executor would have (`write_run_files`), so its report reads them as if local. Checkpoints stay
+with the worker unless the grid has `--storage URI` (a pyarrow filesystem: a local path, s3://,
+gs://): then each checkpoint is uploaded with the run's small files as it is written, and a run
+whose node died resumes from storage on whichever node Ray retries it.
+
+Files from a worker or from storage are untrusted like any run folder: names must be plain file
+names (no folders, no '..', nothing hidden), and checkpoints load with weights_only=True.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from mtrl_bench.runs import RunDir
+
+__all__ = ["WORKER_RUNS_ENV", "Storage", "execute_remote", "run_files", "write_run_files"]
+
+WORKER_RUNS_ENV = "MTRL_BENCH_WORKER_RUNS"  # a node's own run root (no shared disk)
+CHECKPOINT = "checkpoint.pt"
+# held by the process training the run (LOCK, progress.json) or only worth their size locally
+LOCAL_ONLY = re.compile(r"^(LOCK.*|progress\.json|checkpoint\.pt)$")
+PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+def run_files(path: Path, checkpoint: bool = False) -> dict[str, bytes]:
+    """The run folder's files a driver needs (config, manifest, status, metrics, evaluation,
+    DONE, error.txt), with the checkpoint if asked; temporary and lock files never."""
+    path = Path(path)
+    if not path.is_dir():
+        return {}
+    return {f.name: f.read_bytes() for f in sorted(path.iterdir())
+            if f.is_file() and PLAIN_NAME.match(f.name)
+            and (not LOCAL_ONLY.match(f.name) or (checkpoint and f.name == CHECKPOINT))}
+
+
+def write_run_files(path: Path, files: dict[str, bytes]) -> list[str]:
+    """Write a run's files into `path` (each atomically; an identical file is left alone, so a
+    worker sharing the driver's disk changes nothing). Every name is checked before anything is
+    written: a name that is not a plain file name raises ValueError and writes nothing."""
+    from mtrl_bench_envs.common import atomic_write
+
+    bad = [n for n in files if not isinstance(n, str) or not PLAIN_NAME.match(n)
+           or (LOCAL_ONLY.match(n) and n != CHECKPOINT) or not isinstance(files[n], bytes)]
+    if bad:
+        raise ValueError(f"{path}: refusing run files with names that are not plain file names "
+                         f"of a run folder: {bad[:3]!r}")
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, data in files.items():
+        target = path / name
+        if target.is_file() and target.stat().st_size == len(data) and target.read_bytes() == data:
+            continue
+        atomic_write(target, data)
+        written.append(name)
+    return written
+
+
+class Storage:
+    """A run's files under `<uri>/<run name>/` on a pyarrow filesystem."""
+
+    def __init__(self, uri: str) -> None:
+        try:
+            from pyarrow import fs
+        except ImportError:
+            raise RuntimeError('--storage needs pyarrow: pip install "mtrl-bench[ray]"') from None
+        self.uri = uri
+        self.fs, self.base = fs.FileSystem.from_uri(uri)
+
+    def put(self, run: str, files: dict[str, bytes]) -> None:
+        folder = f"{self.base}/{run}"
+        self.fs.create_dir(folder, recursive=True)
+        for name, data in files.items():  # the checkpoint last: a resume finds its metrics
+            if name != CHECKPOINT:
+                self._write(f"{folder}/{name}", data)
+        if CHECKPOINT in files:
+            self._write(f"{folder}/{CHECKPOINT}", files[CHECKPOINT])
+
+    def _write(self, where: str, data: bytes) -> None:
+        tmp = where + ".tmp"  # a reader never sees half a file (object stores: whole anyway)
+        with self.fs.open_output_stream(tmp) as out:
+            out.write(data)
+        self.fs.move(tmp, where)
+
+    def get(self, run: str) -> dict[str, bytes]:
+        from pyarrow import fs
+
+        infos = self.fs.get_file_info(fs.FileSelector(f"{self.base}/{run}", allow_not_found=True))
+        files = {}
+        for info in infos:
+            if info.type == fs.FileType.File and PLAIN_NAME.match(info.base_name) \
+                    and not info.base_name.endswith(".tmp"):
+                with self.fs.open_input_stream(info.path) as stream:
+                    files[info.base_name] = stream.read()
+        return files
+
+
+class _StoredRunDir(RunDir):
+    """A run folder whose checkpoints also go to storage, with the files a resume needs."""
+
+    def __init__(self, path: Path, storage: Storage) -> None:
+        super().__init__(path)
+        self.storage = storage
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        super().save_checkpoint(state)
+        self.storage.put(self.path.name, run_files(self.path, checkpoint=True))
+
+
+def execute_remote(task: Any, storage_uri: str | None = None) -> tuple[dict, dict[str, bytes]]:
+    """`harness.execute` on a worker that may share no disk with the driver: (its summary, the
+    run's small files for the driver to write)."""
+    from mtrl_bench.harness import execute
+
+    root = os.environ.get(WORKER_RUNS_ENV)
+    path = Path(root) / task.name if root else Path(task.path)
+    ex = task.execution
+    if ex.data_dir and not Path(ex.data_dir).exists():  # the driver's folder is not here: this
+        ex = dataclasses.replace(ex, data_dir=None)  # node's default root (same data, generated)
+    storage = Storage(storage_uri) if storage_uri else None
+    if storage is not None and not (path / CHECKPOINT).exists():
+        stored = storage.get(task.name)
+        if CHECKPOINT in stored:  # the run's last node is gone: continue where it stopped
+            write_run_files(path, stored)
+    run = _StoredRunDir(path, storage) if storage is not None else RunDir(path)
+    summary = execute(dataclasses.replace(task, path=str(path), execution=ex), run)
+    files = run_files(path)
+    if storage is not None:
+        storage.put(task.name, files)
+    return summary, files

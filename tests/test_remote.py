@@ -1,0 +1,147 @@
+"""Grids on machines that share no disk: a worker's run files reach the driver, crafted files are
+refused, checkpoints in storage let a run resume elsewhere; and a real two-node Ray cluster on
+this machine whose nodes have their own run roots."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from mtrl_bench import grid, harness
+from mtrl_bench.api import Run
+from mtrl_bench.config import Execution
+from mtrl_bench.remote import (
+    WORKER_RUNS_ENV,
+    Storage,
+    execute_remote,
+    run_files,
+    write_run_files,
+)
+from mtrl_bench.runs import RunDir, read_json
+
+GRID = """
+    methods = ["prompt-dt"]
+    suites = ["mt5"]
+    qualities = ["sub-optimal"]
+    seeds = [0, 1]
+    profile = "smoke"
+    [overrides]
+    train.steps = 60
+    train.checkpoint_interval = 10
+    train.log_interval = 10
+"""
+
+
+def _runs(tmp_path: Path, root: Path) -> list[grid.GridRun]:
+    exp = tmp_path / "grid.toml"
+    exp.write_text(textwrap.dedent(GRID))
+    return grid.expand(grid.load_experiment(exp), root)
+
+
+def _quiet(data_dir: Path) -> Execution:
+    return Execution(threads=1, data_dir=str(data_dir), progress=False)
+
+
+def test_a_finished_runs_files_make_a_complete_run_elsewhere(finished_run, tmp_path):
+    source = finished_run / "runs" / "run"
+    files = run_files(source)
+    assert "checkpoint.pt" not in files and not any(n.startswith("LOCK") for n in files)
+    assert {"config.json", "manifest.json", "eval.json", "DONE"} <= set(files)
+    copy = RunDir(tmp_path / "run")
+    assert sorted(write_run_files(copy.path, files)) == sorted(files)
+    assert copy.complete and read_json(copy.eval_path) == read_json(source / "eval.json")
+    assert write_run_files(copy.path, files) == []  # the same files again: nothing rewritten
+
+
+@pytest.mark.parametrize("name", ["../escape", "/tmp/escape", "sub/escape", ".hidden", "LOCK",
+                                  "progress.json", "", "a\\b"])
+def test_crafted_run_files_are_refused_and_nothing_is_written(tmp_path, name):
+    target = tmp_path / "driver" / "run"
+    with pytest.raises(ValueError, match="not plain file names"):
+        write_run_files(target, {"config.json": b"{}", name: b"x"})
+    assert not target.exists() and not (tmp_path / "escape").exists()
+
+
+def test_a_run_resumes_from_storage_on_a_node_that_never_saw_it(smoke_data, tmp_path,
+                                                                 monkeypatch):
+    """Stopped after 30 of 60 steps on node A, its checkpoint in storage: node B (an empty run
+    root) continues from step 30 and ends where an uninterrupted run ends."""
+    runs = _runs(tmp_path, tmp_path / "driver")
+    entry, store = runs[0], Storage(str(tmp_path / "store"))
+    ex = _quiet(smoke_data)
+    node_a = tmp_path / "node-a" / entry.name
+    Run(entry.config, ex, RunDir(node_a)).train(stop_after=30)
+    store.put(entry.name, run_files(node_a, checkpoint=True))
+    monkeypatch.setenv(WORKER_RUNS_ENV, str(tmp_path / "node-b"))
+    task = harness.RunTask(entry.name, str(tmp_path / "driver" / entry.name), entry.config, ex)
+    summary, files = execute_remote(task, str(tmp_path / "store"))
+    assert summary["state"] == "complete" and summary["resumed"], summary
+    manifest = json.loads(files["manifest.json"])
+    assert [e["resumed_at"] for e in manifest["executions"]] == [0, 30]
+    Run(entry.config, ex, RunDir(tmp_path / "whole")).train()
+    assert json.loads(files["eval.json"])["tasks"] == read_json(tmp_path / "whole" / "eval.json")[
+        "tasks"]
+    assert "DONE" in store.get(entry.name)  # storage holds the finished run too
+
+
+@pytest.mark.slow
+def test_a_ray_cluster_without_a_shared_disk(smoke_data, tmp_path):
+    """Two Ray nodes on this machine, each training into its own run root, neither the
+    driver's. The driver's run folders come out complete with the same results as the local
+    executor's; a worker killed after its first checkpoint reached storage, its node's copy of
+    the run deleted, is retried and resumes from storage."""
+    ray = pytest.importorskip("ray", reason='Ray is optional: pip install "mtrl-bench[ray]"')
+    from ray.cluster_utils import Cluster
+
+    local = _runs(tmp_path, tmp_path / "local")
+    harness.run_grid(local, tmp_path / "local", workers=2, execution=_quiet(smoke_data))
+    roots = {n: tmp_path / n for n in ("node-a", "node-b")}
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "env_vars": {WORKER_RUNS_ENV: str(roots["node-a"])}})
+    cluster.add_node(num_cpus=1, env_vars={WORKER_RUNS_ENV: str(roots["node-b"])})
+    driver = tmp_path / "driver"
+    runs = _runs(tmp_path, driver)
+    target, killed = runs[0].name, {}
+
+    def kill_after_the_first_stored_checkpoint() -> None:
+        deadline = time.time() + 240
+        while time.time() < deadline and not killed:
+            if (tmp_path / "store" / target / "checkpoint.pt").exists():
+                for root in roots.values():
+                    try:
+                        pid = json.loads((root / target / "LOCK").read_text())["pid"]
+                    except (OSError, ValueError, KeyError):
+                        continue
+                    os.kill(pid, signal.SIGKILL)
+                    shutil.rmtree(root / target, ignore_errors=True)  # the node's disk is lost
+                    killed["root"] = root.name
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=kill_after_the_first_stored_checkpoint)
+    ray.init(address=cluster.address, log_to_driver=False)
+    thread.start()
+    try:
+        summaries = harness.run_grid(runs, driver, executor="ray",
+                                     execution=_quiet(smoke_data), storage=str(tmp_path / "store"))
+    finally:
+        thread.join()
+        ray.shutdown()
+        cluster.shutdown()
+    assert killed, "the run finished before its worker could be killed"
+    assert [s["state"] for s in summaries] == ["complete", "complete"], summaries
+    trained = {r.name for root in roots.values() if root.exists() for r in root.iterdir()}
+    assert trained == {r.name for r in runs}  # every run trained on a node, none in the driver's
+    for ours, theirs in zip(runs, local):
+        run = RunDir(driver / ours.name)
+        assert run.complete and not run.checkpoint_path.exists()
+        assert read_json(run.eval_path)["tasks"] == \
+            read_json(tmp_path / "local" / theirs.name / "eval.json")["tasks"]
+    resumed = [e["resumed_at"] for e in read_json(driver / target / "manifest.json")["executions"]]
+    assert resumed[0] == 0 and resumed[-1] > 0, resumed
