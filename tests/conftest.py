@@ -4,6 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+# a grid of two smoke runs (Prompt-DT, MT5 sub-optimal, seeds 0 and 1), for executor tests
+TWO_SEEDS = """
+    methods = ["prompt-dt"]
+    suites = ["mt5"]
+    qualities = ["sub-optimal"]
+    seeds = [0, 1]
+    profile = "smoke"
+"""
+
 
 @pytest.fixture(scope="session")
 def smoke_data(tmp_path_factory):

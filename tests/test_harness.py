@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import TWO_SEEDS
 
 from mtrl_bench import grid, harness
 from mtrl_bench.config import Execution, RunConfig
@@ -428,14 +429,6 @@ def _alive(pid: int) -> bool:
         return False
     return state not in ("Z", "X")
 
-
-TWO_SEEDS = """
-    methods = ["prompt-dt"]
-    suites = ["mt5"]
-    qualities = ["sub-optimal"]
-    seeds = [0, 1]
-    profile = "smoke"
-"""
 
 
 def ray_grid(ray, runs, root: Path, execution: Execution, **resources) -> list[dict]:

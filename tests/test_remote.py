@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import TWO_SEEDS
 
 from mtrl_bench import grid, harness
 from mtrl_bench.api import Run
@@ -26,12 +27,7 @@ from mtrl_bench.remote import (
 )
 from mtrl_bench.runs import RunDir, read_json
 
-GRID = """
-    methods = ["prompt-dt"]
-    suites = ["mt5"]
-    qualities = ["sub-optimal"]
-    seeds = [0, 1]
-    profile = "smoke"
+GRID = TWO_SEEDS + """
     [overrides]
     train.steps = 60
     train.checkpoint_interval = 10
