@@ -263,7 +263,7 @@ class GridRun:
     sweeps: list[dict[str, Any]] = field(default_factory=list)  # [{"name", "point"}]
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "config": self.config.to_dict()}  # as the run names it
 
 
 def _method_fields(method: str) -> set[str]:

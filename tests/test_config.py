@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import types
 
@@ -118,3 +119,23 @@ def test_overrides_of_a_plugin_config_without_postponed_annotations(plugin_confi
     with pytest.raises(ConfigError, match=r"unknown field 'method.windw'. Did you mean "
                                           r"'method.window'\?"):
         build(windw="2")
+
+
+def test_the_default_source_keeps_existing_run_names(tmp_path):
+    """Left out of the identity wherever a config is written (config.json, grid.json, BC
+    reference protocols), so files written before and after the field agree."""
+    from conftest import TWO_SEEDS
+
+    from mtrl_bench import grid
+    from mtrl_bench.baselines import matching_references, reference_protocol
+
+    assert "source" not in RunConfig("prompt-dt").to_dict()["data"]
+    (tmp_path / "g.toml").write_text(TWO_SEEDS)
+    entry = grid.expand(grid.load_experiment(tmp_path / "g.toml"), tmp_path)[0].to_dict()
+    assert entry["config"] == RunConfig.from_dict(entry["config"]).to_dict()
+    ref = {"reference": "bc-all", "config": entry["config"],
+           "protocol": reference_protocol(entry["config"], "bc-all")}
+    (tmp_path / "refs").mkdir()
+    (tmp_path / "refs" / "bc-all.json").write_text(json.dumps(ref))
+    kept, notes = matching_references(tmp_path / "refs", [entry], None)
+    assert len(kept) == 1 and not notes

@@ -75,12 +75,6 @@ def test_a_run_trains_on_a_minari_source_and_records_it(exported, tmp_path, monk
     assert record["root"] == str(root) and len(record["datasets_sha256"]) == 16
 
 
-def test_the_default_source_keeps_existing_run_names():
-    from mtrl_bench.config import RunConfig
-
-    assert "source" not in RunConfig("prompt-dt").to_dict()["data"]
-
-
 def _copy(exported, tmp_path):
     root, source = exported
     shutil.copytree(root, tmp_path / "root")
