@@ -90,6 +90,38 @@ def execute(task: RunTask, run: RunDir | None = None) -> dict[str, Any]:
         return _summary(task, "failed", t0, error=error)
 
 
+def execute_remote(task: RunTask, storage_uri: str | None = None
+                   ) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """`execute` on a worker that may share no disk with the driver (mtrl_bench.remote): it
+    trains in its node's own folder, resumes from `storage_uri` when its node lacks the run, and
+    returns its summary with the run's small files for the driver to write."""
+    from mtrl_bench.remote import (
+        CHECKPOINT,
+        WORKER_RUNS_ENV,
+        Storage,
+        StoredRunDir,
+        run_files,
+        write_run_files,
+    )
+
+    root = os.environ.get(WORKER_RUNS_ENV)
+    path = Path(root) / task.name if root else Path(task.path)
+    ex = task.execution
+    if ex.data_dir and not Path(ex.data_dir).exists():  # the driver's folder is not here: this
+        ex = dataclasses.replace(ex, data_dir=None)  # node's default root (same data, generated)
+    storage = Storage(storage_uri) if storage_uri else None
+    if storage is not None and not (path / CHECKPOINT).exists():
+        stored = storage.get(task.name)
+        if CHECKPOINT in stored:  # the run's last node is gone: continue where it stopped
+            write_run_files(path, stored)
+    run = StoredRunDir(path, storage) if storage is not None else RunDir(path)
+    summary = execute(dataclasses.replace(task, path=str(path), execution=ex), run)
+    files = run_files(path)
+    if storage is not None:
+        storage.put(task.name, files)
+    return summary, files
+
+
 PARENT_POLL = 2.0  # seconds between a worker's checks that its harness is still alive
 TICK = 0.5  # seconds between the driver's looks at the progress of the runs in flight
 
@@ -239,7 +271,7 @@ def _run_ray(tasks: Sequence[RunTask], threads: int, address: str | None,
     local executor's fresh process. Workers need not share a disk with this process: each sends
     its run's small files back, written here where the local executor would have written them,
     and with `storage` its checkpoints go there too (mtrl_bench.remote)."""
-    from mtrl_bench.remote import execute_remote, write_run_files
+    from mtrl_bench.remote import write_run_files
 
     try:
         import ray
@@ -353,4 +385,4 @@ def run_grid(runs: Sequence[GridRun], runs_root: Path, executor: str = "local",
     return [summaries[r.name] for r in runs if r.name in summaries]
 
 
-__all__ = ["RunTask", "execute", "record_failure", "run_grid"]
+__all__ = ["RunTask", "execute", "execute_remote", "record_failure", "run_grid"]

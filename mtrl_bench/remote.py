@@ -13,15 +13,13 @@ names (no folders, no '..', nothing hidden), and checkpoints load with weights_o
 """
 from __future__ import annotations
 
-import dataclasses
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 from mtrl_bench.runs import RunDir
 
-__all__ = ["WORKER_RUNS_ENV", "Storage", "execute_remote", "run_files", "write_run_files"]
+__all__ = ["WORKER_RUNS_ENV", "Storage", "StoredRunDir", "run_files", "write_run_files"]
 
 WORKER_RUNS_ENV = "MTRL_BENCH_WORKER_RUNS"  # a node's own run root (no shared disk)
 CHECKPOINT = "checkpoint.pt"
@@ -103,7 +101,7 @@ class Storage:
         return files
 
 
-class _StoredRunDir(RunDir):
+class StoredRunDir(RunDir):
     """A run folder whose checkpoints also go to storage, with the files a resume needs."""
 
     def __init__(self, path: Path, storage: Storage) -> None:
@@ -113,26 +111,3 @@ class _StoredRunDir(RunDir):
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         super().save_checkpoint(state)
         self.storage.put(self.path.name, run_files(self.path, checkpoint=True))
-
-
-def execute_remote(task: Any, storage_uri: str | None = None) -> tuple[dict, dict[str, bytes]]:
-    """`harness.execute` on a worker that may share no disk with the driver: (its summary, the
-    run's small files for the driver to write)."""
-    from mtrl_bench.harness import execute
-
-    root = os.environ.get(WORKER_RUNS_ENV)
-    path = Path(root) / task.name if root else Path(task.path)
-    ex = task.execution
-    if ex.data_dir and not Path(ex.data_dir).exists():  # the driver's folder is not here: this
-        ex = dataclasses.replace(ex, data_dir=None)  # node's default root (same data, generated)
-    storage = Storage(storage_uri) if storage_uri else None
-    if storage is not None and not (path / CHECKPOINT).exists():
-        stored = storage.get(task.name)
-        if CHECKPOINT in stored:  # the run's last node is gone: continue where it stopped
-            write_run_files(path, stored)
-    run = _StoredRunDir(path, storage) if storage is not None else RunDir(path)
-    summary = execute(dataclasses.replace(task, path=str(path), execution=ex), run)
-    files = run_files(path)
-    if storage is not None:
-        storage.put(task.name, files)
-    return summary, files

@@ -18,13 +18,8 @@ from conftest import TWO_SEEDS
 from mtrl_bench import grid, harness
 from mtrl_bench.api import Run
 from mtrl_bench.config import Execution
-from mtrl_bench.remote import (
-    WORKER_RUNS_ENV,
-    Storage,
-    execute_remote,
-    run_files,
-    write_run_files,
-)
+from mtrl_bench.harness import execute_remote
+from mtrl_bench.remote import WORKER_RUNS_ENV, Storage, run_files, write_run_files
 from mtrl_bench.runs import RunDir, read_json
 
 GRID = TWO_SEEDS + """
