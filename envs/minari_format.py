@@ -12,14 +12,17 @@ one and says so in the dataset's description; reading drops the final observatio
 trip gives back exactly the arrays that were written. `info["success"]` travels as the step
 infos' `success` (all False when a dataset has none).
 
-Reading is data only: Minari keeps arrays in HDF5 and its metadata (spaces, the env spec as
-text) in JSON, and nothing here builds the env a dataset names, so a dataset from someone else
-cannot run code.
+Reading is data only, so a dataset from someone else cannot run code: the arrays are HDF5 (h5py
+reads numbers and strings, never pickles) and the metadata JSON. One path in Minari does run
+code: a metadata file without its spaces makes Minari build the env its spec names (gym.make
+imports and calls the spec's entry point). `_read_metadata` checks the file first and refuses
+it, and nothing here calls `recover_environment`.
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -144,6 +147,25 @@ def _check_spaces(path: Path, dataset) -> None:
                            "within [-1, 1] (a Meta-World v3 task)")
 
 
+def _read_metadata(path: Path) -> dict:
+    """A dataset's metadata.json, refused unless Minari can read the dataset without building an
+    env (both spaces given, see the module docstring) from HDF5 storage (the one read here)."""
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise DatasetError(f"{path}: not a JSON object")
+    for space in ("observation_space", "action_space"):
+        if not isinstance(meta.get(space), str):
+            raise DatasetError(f"{path}: no {space} (Minari would build the env its spec "
+                               "names to find it, running that env's code; refused)")
+    if meta.get("data_format") != "hdf5":
+        raise DatasetError(f"{path}: data_format {meta.get('data_format')!r}; the suite reads "
+                           "Minari's HDF5 storage (the format its export writes)")
+    return meta
+
+
 def _read_task(path: Path, task: str):
     """One task's Minari dataset as TaskDataset arrays (all its episodes), checked."""
     from minari import MinariDataset
@@ -153,6 +175,7 @@ def _read_task(path: Path, task: str):
     if not (path / "data").is_dir():
         raise DatasetError(f"{path}: no Minari dataset for task '{task}' (expected a folder "
                            "with data/ in it); export one with 'mtrl-bench data export'")
+    _read_metadata(path / "data" / "metadata.json")
     try:
         dataset = MinariDataset(path / "data")
         _check_spaces(path, dataset)

@@ -127,3 +127,38 @@ def test_an_unknown_source_is_a_config_error():
 
     with pytest.raises(ConfigError, match="data.source: 'd4rl:x'"):
         RunConfig("prompt-dt", data=DataConfig(source="d4rl:x")).validate()
+
+
+def _metadata(root, task):
+    return root / "test/smoke" / f"{task}-v0" / "data" / "metadata.json"
+
+
+def test_a_dataset_naming_an_env_instead_of_its_spaces_runs_no_code(exported, tmp_path):
+    """Without spaces in its metadata Minari would build the env the spec names, importing and
+    calling its entry point: a crafted dataset could run any importable callable."""
+    root, source = _copy(exported, tmp_path)
+    bait, marker = tmp_path / "bait", tmp_path / "ran"
+    bait.write_text("x")
+    path = _metadata(root, TASKS[0])
+    meta = json.loads(path.read_text())
+    del meta["observation_space"], meta["action_space"]
+    meta["env_spec"] = json.dumps({
+        "id": "Crafted-v0", "entry_point": "shutil:copy", "kwargs": {"src": str(bait),
+                                                                     "dst": str(marker)},
+        "additional_wrappers": [], "vector_entry_point": None})
+    path.write_text(json.dumps(meta))
+    with pytest.raises(DatasetError, match=rf"{path}: no observation_space"):
+        load_minari(source, TASKS, "near-optimal", root)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (lambda text: text[:40], "not valid JSON"),
+    (lambda text: "[]", "not a JSON object"),
+    (lambda text: text.replace('"hdf5"', '"arrow"'), "data_format 'arrow'")])
+def test_a_malformed_metadata_file_is_named(exported, tmp_path, damage, problem):
+    root, source = _copy(exported, tmp_path)
+    path = _metadata(root, TASKS[0])
+    path.write_text(damage(path.read_text()))
+    with pytest.raises(DatasetError, match=rf"{path}: {problem}"):
+        load_minari(source, TASKS, "near-optimal", root)
