@@ -119,7 +119,7 @@ def export_minari(directory: Path, root: Path | None = None,
                 data.observations, data.actions, data.rewards, data.successes))]
         entry = card["tasks"][data.task]
         with _datasets_path(root):
-            minari.create_dataset_from_buffers(
+            written = minari.create_dataset_from_buffers(
                 dataset_id, episodes, observation_space=obs_space, action_space=act_space,
                 algorithm_name=f"mtrl-bench {card['recipe']['name']}",
                 code_permalink="https://github.com/Farama-Foundation/Metaworld",
@@ -131,7 +131,17 @@ def export_minari(directory: Path, root: Path | None = None,
                     "acted on (the source does not record the observation after the last step)."),
                 requirements=[f"{name}=={version}"
                               for name, version in card.get("versions", {}).items()])
+        written.storage.update_metadata({"mtrl_bench": _provenance(card, directory, data.task)})
     return ids
+
+
+def _provenance(card: dict, directory: Path, task: str) -> dict:
+    """The card's account of where a task's data came from, as Minari metadata a program can
+    read (the description says the same in words)."""
+    return {"dataset": directory.name, "task": task, "recipe": card["recipe"],
+            "seed": card["seed"], "episodes": card["episodes"],
+            "goal_mode": card.get("goal_mode"), "source_sha256": card["tasks"][task]["sha256"],
+            "versions": card.get("versions", {})}
 
 
 def _check_spaces(path: Path, dataset) -> None:

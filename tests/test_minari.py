@@ -58,6 +58,10 @@ def test_the_export_carries_the_cards_provenance(dataset, exported):
     meta = json.loads((root / "test/smoke" / f"{TASKS[0]}-v0" / "data" / "metadata.json")
                       .read_text())
     assert card["tasks"][TASKS[0]]["sha256"] in meta["description"]
+    assert meta["mtrl_bench"] == {
+        "dataset": dataset.name, "task": TASKS[0], "recipe": card["recipe"], "seed": card["seed"],
+        "episodes": card["episodes"], "goal_mode": card["goal_mode"],
+        "source_sha256": card["tasks"][TASKS[0]]["sha256"], "versions": card["versions"]}
     assert card["recipe"]["name"] in meta["algorithm_name"]
     assert meta["total_episodes"] == card["episodes"]
 
