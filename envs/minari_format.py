@@ -33,8 +33,8 @@ from mtrl_bench_envs.card import DatasetError, quality_episodes, read_card
 from mtrl_bench_envs.common import unknown_name_message
 from mtrl_bench_envs.suites import ACT_DIM, EPISODE_LENGTH, OBS_DIM, check_task
 
-__all__ = ["INSTALL_MINARI", "PREFIX", "export_minari", "load_minari", "minari_root",
-           "source_namespace"]
+__all__ = ["INSTALL_MINARI", "PREFIX", "content_hash", "dataset_ids", "export_minari",
+           "load_minari", "minari_root", "source_namespace"]
 
 PREFIX = "minari:"  # data.source = "minari:<namespace>"
 INSTALL_MINARI = 'Minari is not installed; install the extra with: pip install "mtrl-bench[minari]"'
@@ -68,6 +68,11 @@ def source_namespace(source: str) -> str:
 
 def _dataset_id(namespace: str, task: str) -> str:
     return f"{namespace}/{task}-v{VERSION}"
+
+
+def dataset_ids(source: str, tasks: Sequence[str]) -> list[str]:
+    """The Minari dataset ids a `data.source` reads for the tasks (one per task)."""
+    return [_dataset_id(source_namespace(source), task) for task in tasks]
 
 
 @contextlib.contextmanager
@@ -226,7 +231,7 @@ def load_minari(source: str, tasks: Sequence[str], quality: str, root: Path | No
     folder = root / namespace
     if not folder.is_dir():
         raise DatasetError(f"{folder}: no Minari namespace '{namespace}' under {root} "
-                           "(set $MINARI_DATASETS_PATH or --data-dir to the Minari root)")
+                           "(set $MINARI_DATASETS_PATH to the Minari root)")
     out = []
     for task in tasks:
         check_task(task)

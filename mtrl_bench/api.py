@@ -74,18 +74,18 @@ def load_datasets(cfg: RunConfig, data_dir: str | Path | None = None,
 
 def minari_record(cfg: RunConfig) -> dict:
     """For a run on Minari datasets, what identifies its data beyond the namespace the config
-    names: the Minari root and a hash of the files (for the manifest); nothing otherwise (the
-    suite's own datasets are checked against their card's checksums)."""
+    names: the Minari root, the dataset ids and a hash of their files (for the manifest); nothing
+    otherwise (the suite's own datasets are checked against their card's checksums)."""
     from mtrl_bench.config import GENERATED
 
     if cfg.data.source == GENERATED:
         return {}
-    from mtrl_bench_envs.minari_format import content_hash, minari_root
+    from mtrl_bench_envs.minari_format import content_hash, dataset_ids, minari_root
     from mtrl_bench_envs.suites import get_suite
 
     tasks = get_suite(cfg.suite).tasks
-    return {"minari": {"root": str(minari_root()), "datasets_sha256":
-                       content_hash(cfg.data.source, tasks)}}
+    return {"minari": {"root": str(minari_root()), "datasets": dataset_ids(cfg.data.source, tasks),
+                       "datasets_sha256": content_hash(cfg.data.source, tasks)}}
 
 
 def remove_empty_folders(path: Path, up_to: Path) -> None:

@@ -77,6 +77,7 @@ def test_a_run_trains_on_a_minari_source_and_records_it(exported, tmp_path, monk
     assert json.loads(run.dir.config_path.read_text())["data"]["source"] == source
     record = json.loads(run.dir.manifest_path.read_text())["executions"][-1]["minari"]
     assert record["root"] == str(root) and len(record["datasets_sha256"]) == 16
+    assert record["datasets"] == [f"test/smoke/{task}-v0" for task in TASKS]
 
 
 def _copy(exported, tmp_path):
