@@ -167,3 +167,13 @@ def test_a_malformed_metadata_file_is_named(exported, tmp_path, damage, problem)
     path.write_text(damage(path.read_text()))
     with pytest.raises(DatasetError, match=rf"{path}: {problem}"):
         load_minari(source, TASKS, "near-optimal", root)
+
+
+def test_the_cli_refuses_in_one_line(dataset, exported, tmp_path, capsys):
+    root, _ = exported
+    for argv, named in [([str(tmp_path / "nowhere")], tmp_path / "nowhere"),
+                        ([str(dataset), "--out", str(root), "--namespace", "test/smoke"],
+                         root / "test/smoke" / f"{TASKS[0]}-v0")]:
+        assert main(["data", "export", *argv, "--format", "minari"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("mtrl-bench: error: ") and str(named) in err
