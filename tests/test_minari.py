@@ -128,6 +128,22 @@ def test_the_recorded_env_spec_builds_the_tasks_env(exported):
         env.close()
 
 
+def test_export_by_suite_selection_and_its_refusal(smoke_data, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MTRL_BENCH_DATA", str(smoke_data))
+    out = tmp_path / "root"
+    assert main(["data", "export", "--format", "minari", "--suite", "mt5", "--episodes", "4",
+                 "--seed", "0", "--out", str(out)]) == 0
+    (namespace,) = (p for p in (out / "mtrl-bench").iterdir() if p.is_dir())
+    assert sorted(p.name for p in namespace.iterdir() if p.is_dir()) == sorted(
+        f"{t}-v0" for t in TASKS)
+    printed = capsys.readouterr().out
+    assert f"--set data.source=minari:mtrl-bench/{namespace.name}" in printed
+    assert main(["data", "export", "--format", "minari", "--episodes", "7"]) == 2
+    err = capsys.readouterr().err
+    assert "ep7__seed0: no such dataset; generate it with 'mtrl-bench data generate --suite " \
+           "mt5 --episodes 7 --seed 0" in err and err.count("\n") == 1
+
+
 def test_an_existing_export_is_not_overwritten(dataset, exported):
     with pytest.raises(DatasetError, match=r"test/smoke/basketball-v3-v0: a Minari dataset "
                                            r"with this id exists"):
