@@ -34,16 +34,9 @@ def add_parser(sub) -> None:
         description="Generate per-task replay buffers from Meta-World's scripted policies. "
                     "Near-optimal is the whole buffer, sub-optimal its first half; both come "
                     "from the same files. Finished tasks are kept: rerun to resume.")
-    gen.add_argument("--suite", default="mt5", help="mt5, mt30, mt50, mt50-rand, random5, "
-                     "random30 or randomK-S (default: mt5)")
+    _add_selection(gen)
     gen.add_argument("--quality", default="near-optimal", choices=QUALITIES,
                      help="the part of the buffer to summarise (both are generated)")
-    gen.add_argument("--episodes", type=int, default=DEFAULT_EPISODES,
-                     help=f"buffer episodes per task (default {DEFAULT_EPISODES}; paper 2000)")
-    gen.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    gen.add_argument("--recipe", default=RECIPE.name, choices=sorted(RECIPES),
-                     help=f"how episodes depart from the expert (default {RECIPE.name}; "
-                          "see mtrl_bench_envs/recipe.py)")
     gen.add_argument("--tasks", type=lambda s: [t for t in s.split(",") if t],
                      help="comma-separated subset of the suite's tasks")
     gen.add_argument("--out", type=Path,
@@ -64,9 +57,13 @@ def add_parser(sub) -> None:
         "export", help="write a dataset in another format (Minari)",
         description="Write a generated dataset as local Minari datasets, one per task "
                     "(<namespace>/<task>-v0 under the Minari root); train on them with "
-                    "--set data.source=minari:<namespace>.")
-    export.add_argument("dir", type=Path, metavar="DIR", help="a generated dataset folder")
+                    "--set data.source=minari:<namespace>. The dataset is DIR, or the one "
+                    "--suite/--episodes/--seed/--recipe name under the data root (that suite's "
+                    "tasks).")
+    export.add_argument("dir", nargs="?", type=Path, metavar="DIR",
+                        help="a generated dataset folder (all the tasks its card lists)")
     export.add_argument("--format", required=True, choices=["minari"])
+    _add_selection(export)
     export.add_argument("--out", type=Path, help="Minari root (default: $MINARI_DATASETS_PATH, "
                         "else ~/.minari/datasets)")
     export.add_argument("--namespace", help="default: mtrl-bench/<the dataset folder's name>")
@@ -80,6 +77,18 @@ def add_parser(sub) -> None:
     experts.add_argument("--out", type=Path, help="with --recompute: write the JSON here "
                          "(envs/experts.json to update the committed table)")
     experts.set_defaults(func=cmd_experts)
+
+
+def _add_selection(parser: argparse.ArgumentParser) -> None:
+    """The options that name a generated dataset: suite, episodes, seed, recipe."""
+    parser.add_argument("--suite", default="mt5", help="mt5, mt30, mt50, mt50-rand, random5, "
+                        "random30 or randomK-S (default: mt5)")
+    parser.add_argument("--episodes", type=int, default=DEFAULT_EPISODES,
+                        help=f"buffer episodes per task (default {DEFAULT_EPISODES}; paper 2000)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--recipe", default=RECIPE.name, choices=sorted(RECIPES),
+                        help=f"how episodes depart from the expert (default {RECIPE.name}; "
+                             "see mtrl_bench_envs/recipe.py)")
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -106,8 +115,18 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from mtrl_bench_envs.minari_format import PREFIX, export_minari, minari_root
+    from mtrl_bench_envs.suites import get_suite
 
-    ids = export_minari(args.dir, args.out, args.namespace)
+    tasks = None
+    directory = args.dir
+    if directory is None:  # the dataset the selection names, that suite's tasks only
+        tasks = get_suite(args.suite).tasks
+        directory = dataset_dir(args.suite, args.episodes, args.seed, recipe=args.recipe)
+        if not (directory / CARD_JSON).exists():
+            raise ValueError(f"{directory}: no such dataset; generate it with 'mtrl-bench data "
+                             f"generate --suite {args.suite} --episodes {args.episodes} --seed "
+                             f"{args.seed} --recipe {args.recipe}', or give its folder as DIR")
+    ids = export_minari(directory, args.out, args.namespace, tasks)
     namespace = ids[0].rsplit("/", 1)[0]
     print(f"wrote {len(ids)} Minari dataset(s) under {minari_root(args.out)}: "
           f"{namespace}/<task>-v0\ntrain on them: mtrl-bench train ... "

@@ -75,9 +75,13 @@ def check_plain_name(kind: str, name: str) -> str:
 def unknown_name_message(kind: str, name: str, valid: Iterable[str]) -> str:
     """One-line error for an unknown name, with a close-match suggestion when there is one."""
     valid = list(valid)
-    close = difflib.get_close_matches(str(name), valid, n=1, cutoff=0.5)
-    hint = f" Did you mean '{close[0]}'?" if close else ""
-    return f"unknown {kind} '{name}'.{hint} Valid: {', '.join(valid)}"
+    return f"unknown {kind} '{name}'.{did_you_mean(name, valid)} Valid: {', '.join(valid)}"
+
+
+def did_you_mean(name: str, valid: Iterable[str]) -> str:
+    """" Did you mean 'x'?" for the closest of `valid` to `name`, or "" when none is close."""
+    close = difflib.get_close_matches(str(name), list(valid), n=1, cutoff=0.5)
+    return f" Did you mean '{close[0]}'?" if close else ""
 
 
 VERSIONED_PACKAGES = ("metaworld", "mujoco", "gymnasium", "numpy", "mtrl-bench")

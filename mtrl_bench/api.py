@@ -72,20 +72,18 @@ def load_datasets(cfg: RunConfig, data_dir: str | Path | None = None,
     return load_dataset(directory, suite.tasks, cfg.quality)
 
 
-def minari_record(cfg: RunConfig) -> dict:
-    """For a run on Minari datasets, what identifies its data beyond the namespace the config
-    names: the Minari root and a hash of the files (for the manifest); nothing otherwise (the
-    suite's own datasets are checked against their card's checksums)."""
+def data_identity(cfg: RunConfig) -> dict:
+    """What identifies a run's data beyond its config, for the manifest and the checkpoint (a
+    resume on other data is refused): for Minari datasets, their folder, ids and a hash of their
+    files; nothing for the suite's own (checked against their card's checksums when loaded)."""
     from mtrl_bench.config import GENERATED
 
     if cfg.data.source == GENERATED:
         return {}
-    from mtrl_bench_envs.minari_format import content_hash, minari_root
+    from mtrl_bench_envs.minari_format import minari_identity
     from mtrl_bench_envs.suites import get_suite
 
-    tasks = get_suite(cfg.suite).tasks
-    return {"minari": {"root": str(minari_root()), "datasets_sha256":
-                       content_hash(cfg.data.source, tasks)}}
+    return {"minari": minari_identity(cfg.data.source, get_suite(cfg.suite).tasks)}
 
 
 def remove_empty_folders(path: Path, up_to: Path) -> None:
@@ -280,6 +278,13 @@ class Run:
         progress.phase("data", int(state["step"]) if state else 0)
         setup_start = time.time()
         device, amp, data = self._setup()
+        data_id = data_identity(cfg)
+        data_sha256 = data_id.get("minari", {}).get("sha256")
+        if state is not None and state.get("data_sha256") != data_sha256:
+            raise ConfigMismatch(f"{run.checkpoint_path}: trained on data with sha256 "
+                                 f"{state.get('data_sha256')}, {cfg.data.source} holds "
+                                 f"{data_sha256} now; restore that data, or train into another "
+                                 "--out")
         setup_seconds = round(time.time() - setup_start, 1)  # mostly loading the data
         trainer = Trainer(cfg, data, device, amp)
         start, seconds_before = 0, 0.0
@@ -291,7 +296,7 @@ class Run:
         run.record_execution(ex, device=str(device), amp=str(amp).removeprefix("torch."),
                              threads=torch.get_num_threads(),  # what ran, not "0 = default"
                              eval_workers=self._eval_workers(), resumed_at=start,
-                             setup_seconds=setup_seconds, **minari_record(cfg))
+                             setup_seconds=setup_seconds, **data_id)
         # (recorded first: a damaged manifest stops the run before any edit)
         run.truncate_metrics(start)  # records after the checkpoint (or all, from step 0)
         run.set_status("running", step=start)
@@ -300,7 +305,7 @@ class Run:
         self._pool = EnvPool(self._eval_workers())
         try:
             return self._train_steps(trainer, data, device, amp, start, seconds_before,
-                                     stop_after, progress)
+                                     stop_after, progress, data_sha256)
         finally:
             if board is not None:
                 board.close()
@@ -314,13 +319,14 @@ class Run:
 
     def _train_steps(self, trainer: Any, data: Any, device: Any, amp: Any, start: int,
                      seconds_before: float, stop_after: int | None,
-                     progress: ProgressRecord) -> dict | None:
+                     progress: ProgressRecord, data_sha256: str | None) -> dict | None:
         from tqdm.auto import tqdm
 
         cfg, ex, run = self.config, self.execution, self.dir
         progress.phase("training", start)
 
         t, total = cfg.train, cfg.train.steps
+        data_record = {"data_sha256": data_sha256} if data_sha256 else {}  # checked on resume
         t0 = time.time()
 
         def elapsed() -> float:
@@ -349,7 +355,7 @@ class Run:
                 progress.phase("training", step)
             if step % t.checkpoint_interval == 0 or done:  # after logging: resumable
                 run.save_checkpoint({**trainer.state_dict(), "config": cfg.to_dict(),
-                                     "train_seconds": elapsed()})
+                                     "train_seconds": elapsed(), **data_record})
             if stop_after is not None and step - start >= stop_after and not done:
                 bar.close()
                 run.set_status("interrupted", step=step)

@@ -52,7 +52,8 @@ class DataConfig:
     windows: str = "start"
     recipe: str = "scripted-replay-v2"  # how the buffer was generated (mtrl_bench_envs.recipe)
     # The suite's generated buffers, or Minari datasets "minari:<namespace>" (one per task,
-    # <namespace>/<task>-v0 under $MINARI_DATASETS_PATH; then recipe/episodes/data_seed unused)
+    # <namespace>/<task>-v<N> under $MINARI_DATASETS_PATH) or "minari:/abs/path/<namespace>";
+    # then recipe/episodes/data_seed are unused
     source: str = "generated"
 
 
@@ -184,9 +185,17 @@ class RunConfig:
             from mtrl_bench_envs.common import unknown_name_message
 
             raise ConfigError("data.recipe: " + unknown_name_message("recipe", d.recipe, RECIPES))
-        if d.source != GENERATED and not d.source.startswith("minari:"):
-            raise ConfigError(f"data.source: '{d.source}' is neither '{GENERATED}' (the suite's "
-                              "own buffers) nor 'minari:<namespace>' (Minari datasets)")
+        if d.source != GENERATED:
+            from mtrl_bench_envs.minari_format import PREFIX, check_source
+
+            if not d.source.startswith(PREFIX):
+                raise ConfigError(f"data.source: '{d.source}' is neither '{GENERATED}' (the "
+                                  f"suite's own buffers) nor '{PREFIX}<namespace or folder>' "
+                                  "(Minari datasets)")
+            try:
+                check_source(d.source)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
         for name, valid in CHOICES.items():
             section, _, key = name.partition(".")
             value = getattr(getattr(self, section), key)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mtrl_bench.config import Execution, RunConfig
+from mtrl_bench.config import GENERATED, Execution, RunConfig
 from mtrl_bench.grid import GridRun
 from mtrl_bench.progress import GridProgress, Watched
 from mtrl_bench.runlock import RunLock
@@ -313,7 +313,7 @@ def _pregenerate(runs: Sequence[GridRun], data_dir: str | None, progress: bool) 
     for r in runs:
         data = r.config.data
         key = (r.suite, data.episodes, data.data_seed, data.recipe)
-        if key in seen:
+        if key in seen or data.source != GENERATED:  # Minari datasets are read, never made
             continue
         seen.add(key)
         try:
