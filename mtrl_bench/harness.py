@@ -338,11 +338,17 @@ def run_grid(runs: Sequence[GridRun], runs_root: Path, executor: str = "local",
         raise ValueError(f"unknown executor '{executor}'; valid: local, ray")
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
+    if storage and executor != "ray":
+        raise ValueError("storage is for the Ray executor (local runs keep their checkpoints)")
     if executor == "ray":
         try:
             import ray  # noqa: F401  (checked before any work starts)
         except ImportError:
             raise RuntimeError(INSTALL_RAY) from None
+    if storage:  # opened here first: a bad URI is one error now, not one per run on the workers
+        from mtrl_bench.remote import Storage
+
+        storage = Storage(storage).uri
     execution = execution or Execution()
     threads = execution.threads or default_threads(workers)
     progress = execution.progress

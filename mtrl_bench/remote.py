@@ -70,8 +70,13 @@ class Storage:
             from pyarrow import fs
         except ImportError:
             raise RuntimeError('--storage needs pyarrow: pip install "mtrl-bench[ray]"') from None
-        self.uri = uri
-        self.fs, self.base = fs.FileSystem.from_uri(uri)
+        # a plain path means this machine's folder: absolute, so a worker (another cwd) finds it
+        self.uri = uri if "://" in uri else str(Path(uri).resolve())
+        try:
+            self.fs, self.base = fs.FileSystem.from_uri(self.uri)
+        except Exception as exc:  # pyarrow's ArrowInvalid / OSError: one line naming the URI
+            raise ValueError(f"--storage {uri}: not a filesystem pyarrow can open ({exc})") \
+                from None
 
     def put(self, run: str, files: dict[str, bytes]) -> None:
         folder = f"{self.base}/{run}"

@@ -60,6 +60,18 @@ def test_crafted_run_files_are_refused_and_nothing_is_written(tmp_path, name):
     assert not target.exists() and not (tmp_path / "escape").exists()
 
 
+def test_storage_paths_are_absolute_and_bad_uris_fail_before_any_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    store = Storage("store")  # a worker's cwd is not ours: the path it is given is absolute
+    assert store.uri == str(tmp_path / "store")
+    store.put("run", {"DONE": b""})
+    assert Storage(str(tmp_path / "store")).get("run") == {"DONE": b""}
+    with pytest.raises(ValueError, match="--storage nope://x"):
+        Storage("nope://x")
+    with pytest.raises(ValueError, match="Ray executor"):
+        harness.run_grid([], tmp_path, storage=str(tmp_path / "store"))
+
+
 def test_a_run_resumes_from_storage_on_a_node_that_never_saw_it(smoke_data, tmp_path,
                                                                  monkeypatch):
     """Stopped after 30 of 60 steps on node A, its checkpoint in storage: node B (an empty run
