@@ -96,38 +96,41 @@ def test_a_run_resumes_from_storage_on_a_node_that_never_saw_it(smoke_data, tmp_
 
 @pytest.mark.slow
 def test_a_ray_cluster_without_a_shared_disk(smoke_data, tmp_path):
-    """Two Ray nodes on this machine, each training into its own run root, neither the
-    driver's. The driver's run folders come out complete with the same results as the local
-    executor's; a worker killed after its first checkpoint reached storage, its node's copy of
-    the run deleted, is retried and resumes from storage."""
+    """Two Ray worker nodes on this machine, each training into its own run root, neither the
+    driver's (whose head node runs no task). The driver's run folders come out with the files
+    and results of the local executor's; the node training a run dies after the run's first
+    checkpoint reached storage (its worker killed, its disk deleted, its raylet gone) and Ray
+    retries the run on the other node, which resumes it from storage."""
     ray = pytest.importorskip("ray", reason='Ray is optional: pip install "mtrl-bench[ray]"')
     from ray.cluster_utils import Cluster
 
     local = _runs(tmp_path, tmp_path / "local")
     harness.run_grid(local, tmp_path / "local", workers=2, execution=_quiet(smoke_data))
     roots = {n: tmp_path / n for n in ("node-a", "node-b")}
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "env_vars": {WORKER_RUNS_ENV: str(roots["node-a"])}})
-    cluster.add_node(num_cpus=1, env_vars={WORKER_RUNS_ENV: str(roots["node-b"])})
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    nodes = {n: cluster.add_node(num_cpus=1, env_vars={WORKER_RUNS_ENV: str(root)})
+             for n, root in roots.items()}
     driver = tmp_path / "driver"
     runs = _runs(tmp_path, driver)
     target, killed = runs[0].name, {}
 
-    def kill_after_the_first_stored_checkpoint() -> None:
+    def kill_a_node_after_the_first_stored_checkpoint() -> None:
         deadline = time.time() + 240
         while time.time() < deadline and not killed:
             if (tmp_path / "store" / target / "checkpoint.pt").exists():
-                for root in roots.values():
+                for name, root in roots.items():
                     try:
                         pid = json.loads((root / target / "LOCK").read_text())["pid"]
                     except (OSError, ValueError, KeyError):
                         continue
                     os.kill(pid, signal.SIGKILL)
-                    shutil.rmtree(root / target, ignore_errors=True)  # the node's disk is lost
-                    killed["root"] = root.name
+                    shutil.rmtree(root, ignore_errors=True)  # the node's disk is lost
+                    cluster.remove_node(nodes[name], allow_graceful=False)
+                    killed["node"] = name
+                    break
             time.sleep(0.02)
 
-    thread = threading.Thread(target=kill_after_the_first_stored_checkpoint)
+    thread = threading.Thread(target=kill_a_node_after_the_first_stored_checkpoint)
     ray.init(address=cluster.address, log_to_driver=False)
     thread.start()
     try:
@@ -137,14 +140,16 @@ def test_a_ray_cluster_without_a_shared_disk(smoke_data, tmp_path):
         thread.join()
         ray.shutdown()
         cluster.shutdown()
-    assert killed, "the run finished before its worker could be killed"
+    assert killed, "the run finished before its node could be killed"
     assert [s["state"] for s in summaries] == ["complete", "complete"], summaries
-    trained = {r.name for root in roots.values() if root.exists() for r in root.iterdir()}
-    assert trained == {r.name for r in runs}  # every run trained on a node, none in the driver's
+    survivor = roots[next(n for n in roots if n != killed["node"])]
+    assert (survivor / target / "DONE").exists()  # the retry trained on the other node
+    assert not any(driver.glob("*/LOCK"))  # nothing trained in the driver's folders
     for ours, theirs in zip(runs, local):
-        run = RunDir(driver / ours.name)
+        run, reference = RunDir(driver / ours.name), tmp_path / "local" / theirs.name
         assert run.complete and not run.checkpoint_path.exists()
-        assert read_json(run.eval_path)["tasks"] == \
-            read_json(tmp_path / "local" / theirs.name / "eval.json")["tasks"]
+        assert sorted(f.name for f in run.path.iterdir()) == sorted(  # tb/: the node's view
+            f.name for f in reference.iterdir() if f.is_file() and f.name != "checkpoint.pt")
+        assert read_json(run.eval_path)["tasks"] == read_json(reference / "eval.json")["tasks"]
     resumed = [e["resumed_at"] for e in read_json(driver / target / "manifest.json")["executions"]]
     assert resumed[0] == 0 and resumed[-1] > 0, resumed
