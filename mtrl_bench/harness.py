@@ -116,6 +116,8 @@ def execute_remote(task: RunTask, storage_uri: str | None = None
             write_run_files(path, stored)
     run = StoredRunDir(path, storage) if storage is not None else RunDir(path)
     summary = execute(dataclasses.replace(task, path=str(path), execution=ex), run)
+    if summary["state"] == "locked":  # the folder is another process's run in progress
+        return summary, {}
     files = run_files(path)
     if storage is not None:
         storage.put(task.name, files)
@@ -295,7 +297,8 @@ def _run_ray(tasks: Sequence[RunTask], threads: int, address: str | None,
                 task = refs.pop(ref)
                 try:
                     summary, files = ray.get(ref)
-                    write_run_files(Path(task.path), files)
+                    if files:  # none when another process holds the run
+                        write_run_files(Path(task.path), files)
                 except Exception as exc:  # the worker died (RayTaskError, WorkerCrashedError)
                     summary = _died(task, f"Ray task failed: {type(exc).__name__}: {exc}")
                 done(summary)

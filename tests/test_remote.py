@@ -51,6 +51,23 @@ def test_a_finished_runs_files_make_a_complete_run_elsewhere(finished_run, tmp_p
     assert write_run_files(copy.path, files) == []  # the same files again: nothing rewritten
 
 
+def test_the_driver_folder_ends_as_the_workers_does(finished_run, tmp_path):
+    """An earlier attempt's plain metrics log would hide the finished run's compacted one: it
+    goes; the driver's own checkpoint and folders (plots/, tb/) stay; storage likewise."""
+    files = run_files(finished_run / "runs" / "run")
+    target = tmp_path / "driver" / "run"
+    (target / "plots").mkdir(parents=True)
+    for stale in ("metrics.jsonl", "error.txt", "checkpoint.pt"):
+        (target / stale).write_text("an earlier attempt")
+    write_run_files(target, files)
+    assert sorted(f.name for f in target.iterdir()) == sorted([*files, "checkpoint.pt", "plots"])
+    assert RunDir(target).metrics() == RunDir(finished_run / "runs" / "run").metrics()
+    store = Storage(str(tmp_path / "store"))
+    store.put("run", {"metrics.jsonl": b"", "checkpoint.pt": b"ckpt"})  # while it trained
+    store.put("run", files)  # finished: no checkpoint sent, the stored one stays
+    assert store.get("run") == {**files, "checkpoint.pt": b"ckpt"}
+
+
 @pytest.mark.parametrize("name", ["../escape", "/tmp/escape", "sub/escape", ".hidden", "LOCK",
                                   "progress.json", "", "a\\b"])
 def test_crafted_run_files_are_refused_and_nothing_is_written(tmp_path, name):
