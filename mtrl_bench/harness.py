@@ -103,12 +103,14 @@ def execute_remote(task: RunTask, storage_uri: str | None = None
         run_files,
         write_run_files,
     )
+    from mtrl_bench_envs.dataset import default_data_root
 
     root = os.environ.get(WORKER_RUNS_ENV)
     path = Path(root) / task.name if root else Path(task.path)
     ex = task.execution
     if ex.data_dir and not Path(ex.data_dir).exists():  # the driver's folder is not here: this
-        ex = dataclasses.replace(ex, data_dir=None)  # node's default root (same data, generated)
+        # node's own root (generation is deterministic: the same data), named in the manifest
+        ex = dataclasses.replace(ex, data_dir=str(default_data_root()))
     storage = Storage(storage_uri) if storage_uri else None
     if storage is not None and not (path / CHECKPOINT).exists():
         stored = storage.get(task.name)

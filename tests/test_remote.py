@@ -111,6 +111,30 @@ def test_a_run_resumes_from_storage_on_a_node_that_never_saw_it(smoke_data, tmp_
     assert "DONE" in store.get(entry.name)  # storage holds the finished run too
 
 
+def test_a_node_without_the_drivers_data_folder_generates_the_same_data(smoke_data, tmp_path,
+                                                                         monkeypatch):
+    """The driver's --data-dir does not exist on the node: the run reads the node's own root
+    (named in its manifest), where the dataset is generated identical to the driver's."""
+    entry = _runs(tmp_path, tmp_path / "driver")[0]
+    monkeypatch.setenv(WORKER_RUNS_ENV, str(tmp_path / "node"))
+    monkeypatch.setenv("MTRL_BENCH_DATA", str(tmp_path / "node-data"))
+    ex = _quiet(tmp_path / "driver-data")  # a path only the driver has
+    task = harness.RunTask(entry.name, str(tmp_path / "driver" / entry.name), entry.config, ex)
+    summary, files = execute_remote(task)
+    assert summary["state"] == "complete", summary
+    manifest = json.loads(files["manifest.json"])
+    assert manifest["executions"][0]["data_dir"] == str(tmp_path / "node-data")
+    ours = sorted(p.relative_to(smoke_data) for p in smoke_data.rglob("*") if p.is_file()
+                  and not p.name.startswith("."))
+    theirs = sorted(p.relative_to(tmp_path / "node-data")
+                    for p in (tmp_path / "node-data").rglob("*") if p.is_file()
+                    and not p.name.startswith("."))
+    assert theirs == ours
+    assert all((smoke_data / f).read_bytes() == (tmp_path / "node-data" / f).read_bytes()
+               for f in ours)
+    assert not (tmp_path / "driver-data").exists() and not (tmp_path / "driver").exists()
+
+
 @pytest.mark.slow
 def test_a_ray_cluster_without_a_shared_disk(smoke_data, tmp_path):
     """Two Ray worker nodes on this machine, each training into its own run root, neither the
