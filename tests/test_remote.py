@@ -111,6 +111,7 @@ def test_a_run_resumes_from_storage_on_a_node_that_never_saw_it(smoke_data, tmp_
     assert "DONE" in store.get(entry.name)  # storage holds the finished run too
 
 
+@pytest.mark.slow
 def test_a_node_without_the_drivers_data_folder_generates_the_same_data(smoke_data, tmp_path,
                                                                          monkeypatch):
     """The driver's --data-dir does not exist on the node: the run reads the node's own root
