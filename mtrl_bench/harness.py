@@ -103,12 +103,14 @@ def execute_remote(task: RunTask, storage_uri: str | None = None
         run_files,
         write_run_files,
     )
+    from mtrl_bench_envs.dataset import default_data_root
 
     root = os.environ.get(WORKER_RUNS_ENV)
     path = Path(root) / task.name if root else Path(task.path)
     ex = task.execution
     if ex.data_dir and not Path(ex.data_dir).exists():  # the driver's folder is not here: this
-        ex = dataclasses.replace(ex, data_dir=None)  # node's default root (same data, generated)
+        # node's own root (generation is deterministic: the same data), named in the manifest
+        ex = dataclasses.replace(ex, data_dir=str(default_data_root()))
     storage = Storage(storage_uri) if storage_uri else None
     if storage is not None and not (path / CHECKPOINT).exists():
         stored = storage.get(task.name)
@@ -116,6 +118,8 @@ def execute_remote(task: RunTask, storage_uri: str | None = None
             write_run_files(path, stored)
     run = StoredRunDir(path, storage) if storage is not None else RunDir(path)
     summary = execute(dataclasses.replace(task, path=str(path), execution=ex), run)
+    if summary["state"] == "locked":  # the folder is another process's run in progress
+        return summary, {}
     files = run_files(path)
     if storage is not None:
         storage.put(task.name, files)
@@ -295,7 +299,8 @@ def _run_ray(tasks: Sequence[RunTask], threads: int, address: str | None,
                 task = refs.pop(ref)
                 try:
                     summary, files = ray.get(ref)
-                    write_run_files(Path(task.path), files)
+                    if files:  # none when another process holds the run
+                        write_run_files(Path(task.path), files)
                 except Exception as exc:  # the worker died (RayTaskError, WorkerCrashedError)
                     summary = _died(task, f"Ray task failed: {type(exc).__name__}: {exc}")
                 done(summary)
@@ -338,11 +343,17 @@ def run_grid(runs: Sequence[GridRun], runs_root: Path, executor: str = "local",
         raise ValueError(f"unknown executor '{executor}'; valid: local, ray")
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
+    if storage and executor != "ray":
+        raise ValueError("storage is for the Ray executor (local runs keep their checkpoints)")
     if executor == "ray":
         try:
             import ray  # noqa: F401  (checked before any work starts)
         except ImportError:
             raise RuntimeError(INSTALL_RAY) from None
+    if storage:  # opened here first: a bad URI is one error now, not one per run on the workers
+        from mtrl_bench.remote import Storage
+
+        storage = Storage(storage).uri
     execution = execution or Execution()
     threads = execution.threads or default_threads(workers)
     progress = execution.progress

@@ -28,21 +28,31 @@ LOCAL_ONLY = re.compile(r"^(LOCK.*|progress\.json|checkpoint\.pt)$")
 PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
+def _small_files(path: Path) -> list[Path]:
+    """The run folder's files that travel (not its checkpoint, locks, temporary files)."""
+    if not path.is_dir():
+        return []
+    return [f for f in sorted(path.iterdir()) if f.is_file() and not f.is_symlink()
+            and PLAIN_NAME.match(f.name) and not LOCAL_ONLY.match(f.name)]
+
+
 def run_files(path: Path, checkpoint: bool = False) -> dict[str, bytes]:
     """The run folder's files a driver needs (config, manifest, status, metrics, evaluation,
     DONE, error.txt), with the checkpoint if asked; temporary and lock files never."""
     path = Path(path)
-    if not path.is_dir():
-        return {}
-    return {f.name: f.read_bytes() for f in sorted(path.iterdir())
-            if f.is_file() and PLAIN_NAME.match(f.name)
-            and (not LOCAL_ONLY.match(f.name) or (checkpoint and f.name == CHECKPOINT))}
+    files = {f.name: f.read_bytes() for f in _small_files(path)}
+    if checkpoint and (path / CHECKPOINT).is_file():
+        files[CHECKPOINT] = (path / CHECKPOINT).read_bytes()
+    return files
 
 
 def write_run_files(path: Path, files: dict[str, bytes]) -> list[str]:
-    """Write a run's files into `path` (each atomically; an identical file is left alone, so a
-    worker sharing the driver's disk changes nothing). Every name is checked before anything is
-    written: a name that is not a plain file name raises ValueError and writes nothing."""
+    """Make `path` hold the run's files as the sender's folder does: each written atomically (an
+    identical file is left alone, so a worker sharing the driver's disk changes nothing), and
+    the small files the sender no longer has removed (a plain metrics log of an earlier attempt
+    would hide the finished run's compacted one); a checkpoint here is kept unless sent. Every
+    name is checked before anything is written: a name that is not a plain file name raises
+    ValueError and changes nothing."""
     from mtrl_bench_envs.common import atomic_write
 
     bad = [n for n in files if not isinstance(n, str) or not PLAIN_NAME.match(n)
@@ -59,6 +69,9 @@ def write_run_files(path: Path, files: dict[str, bytes]) -> list[str]:
             continue
         atomic_write(target, data)
         written.append(name)
+    for stale in _small_files(path):
+        if stale.name not in files:
+            stale.unlink()
     return written
 
 
@@ -70,10 +83,17 @@ class Storage:
             from pyarrow import fs
         except ImportError:
             raise RuntimeError('--storage needs pyarrow: pip install "mtrl-bench[ray]"') from None
-        self.uri = uri
-        self.fs, self.base = fs.FileSystem.from_uri(uri)
+        # a plain path means this machine's folder: absolute, so a worker (another cwd) finds it
+        self.uri = uri if "://" in uri else str(Path(uri).resolve())
+        try:
+            self.fs, self.base = fs.FileSystem.from_uri(self.uri)
+        except Exception as exc:  # pyarrow's ArrowInvalid / OSError: one line naming the URI
+            raise ValueError(f"--storage {uri}: not a filesystem pyarrow can open ({exc})") \
+                from None
 
     def put(self, run: str, files: dict[str, bytes]) -> None:
+        """Store the run's files; stored small files it no longer has go (as write_run_files),
+        the stored checkpoint stays unless a new one is sent."""
         folder = f"{self.base}/{run}"
         self.fs.create_dir(folder, recursive=True)
         for name, data in files.items():  # the checkpoint last: a resume finds its metrics
@@ -81,23 +101,30 @@ class Storage:
                 self._write(f"{folder}/{name}", data)
         if CHECKPOINT in files:
             self._write(f"{folder}/{CHECKPOINT}", files[CHECKPOINT])
+        for stale in self._stored(folder):
+            if stale.base_name not in files and stale.base_name != CHECKPOINT:
+                self.fs.delete_file(stale.path)
 
     def _write(self, where: str, data: bytes) -> None:
         tmp = where + ".tmp"  # a reader never sees half a file (object stores: whole anyway)
-        with self.fs.open_output_stream(tmp) as out:
+        # compression=None: pyarrow would otherwise (un)compress by the name (metrics.jsonl.gz)
+        with self.fs.open_output_stream(tmp, compression=None) as out:
             out.write(data)
         self.fs.move(tmp, where)
 
-    def get(self, run: str) -> dict[str, bytes]:
+    def _stored(self, folder: str) -> list[Any]:
+        """The run's stored files (pyarrow FileInfo) with plain names; temporary ones never."""
         from pyarrow import fs
 
-        infos = self.fs.get_file_info(fs.FileSelector(f"{self.base}/{run}", allow_not_found=True))
+        infos = self.fs.get_file_info(fs.FileSelector(folder, allow_not_found=True))
+        return [i for i in infos if i.type == fs.FileType.File and PLAIN_NAME.match(i.base_name)
+                and not i.base_name.endswith(".tmp")]
+
+    def get(self, run: str) -> dict[str, bytes]:
         files = {}
-        for info in infos:
-            if info.type == fs.FileType.File and PLAIN_NAME.match(info.base_name) \
-                    and not info.base_name.endswith(".tmp"):
-                with self.fs.open_input_stream(info.path) as stream:
-                    files[info.base_name] = stream.read()
+        for info in self._stored(f"{self.base}/{run}"):
+            with self.fs.open_input_stream(info.path, compression=None) as stream:
+                files[info.base_name] = stream.read()
         return files
 
 
