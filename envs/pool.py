@@ -26,7 +26,9 @@ from mtrl_bench_envs.suites import make_env, set_goal
 __all__ = ["ENV_MIB", "EnvPool", "affordable_envs"]
 
 Spec = tuple[str, int, int]  # make_env's (task, goal, seed)
-ENV_MIB = 22  # resident memory of one live Meta-World v3 env (100 MT50 envs: 2,179 MiB)
+# resident memory of one live Meta-World v3 env: building 100 MT50 envs in one process grew its
+# RSS by 2,179 MiB (2026-12-04, /proc/self/statm before and after; BENCHMARKS.md says ~21 MB)
+ENV_MIB = 22
 
 
 class _Share:
