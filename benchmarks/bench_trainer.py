@@ -2,8 +2,9 @@
 
 Both run side by side in one process on the same batches (interleaved repeats, so machine noise
 hits both alike); reported as samples/s and the masked/unmasked cost ratio, for N = 5 and 50 tasks
-with a profile's model (default cpu). "rebuilt" is the masked step as it was before 2026-12-03,
-when the forward mask and gradient scale were rebuilt every step instead of once per mask update.
+with a profile's model (default cpu). "rebuilt" is the masked step with its forward mask and
+gradient scale built every step instead of once per mask update (as before 2026-12-03). Steps of
+two versions of the code are compared by running this script from both trees alternately.
 Also: achieved FLOP/s (counted by torch's FlopCounterMode) as a fraction of this machine's
 measured fp32 GEMM peak, and the bf16-autocast/fp32 cost ratio.
 

@@ -107,6 +107,14 @@ def lr_factor(t: TrainConfig) -> Callable[[int], float]:
     return factor
 
 
+def sum_over_tasks(x: torch.Tensor) -> torch.Tensor:
+    """x.sum(0) as a contiguous tensor, summed in x's own memory order: summing a (N, out, in)
+    tensor stored transposed as if it were not is ~40x slower, and the result is the same."""
+    if x.dim() == 3 and x.stride(-1) != 1 and x.stride(-2) == 1:
+        return x.transpose(1, 2).sum(0).t().contiguous()
+    return x.sum(0)
+
+
 class Trainer:
     """The model, optimiser, schedule, mask strategy and random streams of one run.
 
@@ -182,29 +190,57 @@ class Trainer:
         if not torch.isfinite(loss):
             raise NonFiniteLoss(f"non-finite loss {loss.item()} at step {step + 1}")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if weights is not None:
-            # leaf grads are dL/dW_i = g_i / N, so sum_i (g_i / N) * S_i = mean_i g_i * S_i (Eq. 7)
-            scale = self.mask_views()[1]
-            for name, p in model.maskable_parameters().items():
-                p.grad = (weights[name].grad * scale[name]).sum(0)
+        task_grads = None if weights is None else self._masked_backward(loss, weights)
+        if weights is None:
+            loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         record = {"step": step + 1, "kind": "train", "loss": loss.item(),
                   "task_loss": losses.tolist(), "grad_norm": grad_norm.item(),
                   "lr": self.scheduler.get_last_lr()[0]}
-        if weights is not None and (step + 1) % t.mask_interval == 0:
-            record.update(self._update_masks(weights, losses, step))
+        if task_grads is not None and (step + 1) % t.mask_interval == 0:
+            record.update(self._update_masks(task_grads, losses, step))
         self.step_count = step + 1  # complete only now: a failed update fails this step
         return record
 
-    def _update_masks(self, weights: Weights, losses: torch.Tensor, step: int) -> dict:
+    def _masked_backward(self, loss: torch.Tensor, weights: Weights) -> Weights:
+        """The gradients of a masked step: the shared parameters get theirs as backward()
+        would give them, each maskable one mean_i g_i * S_i (Eq. 7). Returns the (N, out, in)
+        gradients w.r.t. the effective weights, g_i / N, for the mask update.
+
+        autograd.grad rather than backward(): the gradient of a task-batched product comes back
+        transposed in memory, and backward() would copy each one into its leaf's layout, the
+        largest avoidable cost of a masked step (BENCHMARKS.md, "Trainer"). They are used as they
+        come; the sums are bit for bit the same."""
+        maskable = self.model.maskable_parameters()
+        masked_ids = {id(p) for p in maskable.values()}
+        shared = [p for p in self.model.parameters()
+                  if p.requires_grad and id(p) not in masked_ids]
+        grads = torch.autograd.grad(loss, [*shared, *weights.values()], allow_unused=True)
+        for p, g in zip(shared, grads, strict=False):
+            if g is not None:  # as AccumulateGrad stores it: in the parameter's layout
+                p.grad = g if g.stride() == p.stride() else torch.empty_like(p).copy_(g)
+        task_grads = dict(zip(weights, grads[len(shared):], strict=True))
+        for name, p in maskable.items():
+            # g_i / N times S_i, summed over tasks: mean_i g_i * S_i
+            p.grad = sum_over_tasks(task_grads[name] * self.grad_scale_like(name, task_grads[name]))
+        return task_grads
+
+    def grad_scale_like(self, name: str, grad: torch.Tensor) -> torch.Tensor:
+        """The gradient scale of parameter `name`, laid out in memory as `grad` is (so the
+        product streams through both alike); built once per mask update, as `mask_views`."""
+        scale = self.mask_views()[1][name]
+        if scale.stride() != grad.stride():
+            scale = self.mask_views()[1][name] = torch.empty_like(grad).copy_(scale)
+        return scale
+
+    def _update_masks(self, task_grads: Weights, losses: torch.Tensor, step: int) -> dict:
         """The strategy's update from this step's per-task gradients; the diagnostics of the
         trainer ("mask") and of the method ("strategy") are kept apart, so neither overwrites
         the other's keys."""
         n, t = self.data.num_tasks, self.cfg.train
-        grads = self.layout.flatten({k: w.grad for k, w in weights.items()}).float() * n
+        grads = self.layout.flatten(task_grads).float() * n
         params = self.layout.flatten({k: p.detach() for k, p in
                                       self.model.maskable_parameters().items()}, batch_dims=0)
         ctx = UpdateContext(grads, losses.detach().float(), params, step, t.steps,

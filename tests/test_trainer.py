@@ -83,11 +83,40 @@ def test_masked_update_is_mean_of_task_gradients_times_soft_mask(smoke):
         g = torch.stack([torch.autograd.grad(losses[i], weights[name], retain_graph=True)[0][i]
                          for i in range(len(losses))])
         expected[name] = (g * scale[name]).mean(0)
-    losses.mean().backward()
-    for name in weights:
-        got = (weights[name].grad * scale[name]).sum(0)  # what train_step assigns to p.grad
-        torch.testing.assert_close(got, expected[name], rtol=1e-4, atol=1e-8)
-        assert (got[(scale[name] == 0).all(0)] == 0).all()  # masked for every task: no update
+    c.optimizer.zero_grad(set_to_none=True)
+    c._masked_backward(losses.mean(), weights)  # what a training step does
+    for name, p in c.model.maskable_parameters().items():
+        torch.testing.assert_close(p.grad, expected[name], rtol=1e-4, atol=1e-8)
+        assert (p.grad[(scale[name] == 0).all(0)] == 0).all()  # masked for every task: no update
+
+
+def test_masked_gradients_are_those_of_backward_bit_for_bit(smoke):
+    """A masked step takes its gradients with autograd.grad and sums task gradients in their
+    own memory layout (a speed-up): every parameter must get exactly the bits that backward()
+    and a plain sum over tasks give, stored contiguous as backward() stores them."""
+    c, data, _ = _steps(smoke().config, 0, _random_masks((0.0, 0.5, 1.0, 1.0), seed=3))
+    c.model.eval()
+    seg, prompt = data.sample(np.random.default_rng(5), 2)
+
+    def loss(weights):
+        return per_task_loss(c.model(seg, prompt, weights), seg.actions, seg.mask).mean()
+
+    reference = c.effective_weights(requires_grad=True)
+    loss(reference).backward()
+    scale = c.layout.views(c.strategy.grad_scale())
+    expected = {n: p.grad.clone() for n, p in c.model.named_parameters() if p.grad is not None}
+    expected |= {n: (reference[n].grad * scale[n]).sum(0) for n in reference}
+    c.optimizer.zero_grad(set_to_none=True)
+    weights = c.effective_weights(requires_grad=True)
+    task_grads = c._masked_backward(loss(weights), weights)
+    assert task_grads["blocks.0.c_fc.weight"].stride(-1) != 1  # the case this is about
+    for name, p in c.model.named_parameters():
+        if name in expected:
+            assert p.grad.is_contiguous() and torch.equal(p.grad, expected[name]), name
+        else:
+            assert p.grad is None, name
+    for name, g in task_grads.items():
+        assert torch.equal(g, reference[name].grad), name
 
 
 def test_entries_masked_for_a_task_do_not_affect_its_forward_pass(smoke):
