@@ -70,6 +70,10 @@ def write_report_files(dirs: Sequence[Path], reference: str | None, out: Path | 
         reference = choose_reference(reference, sorted(set(df["method"])))
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "results.csv", df.to_csv(index=False))
+    if not (out / "report.md").exists():  # the folder is a report's from now on: if writing the
+        # rest fails, running the command again may write into it (and replaces this)
+        atomic_write(out / "report.md", "# mtrl-bench report\n\nNot written: the command that "
+                     "writes this report stopped before the end. Run it again.\n")
     activity, trajectories = mask_activity(*dirs)
     label = dict(zip(df["run"], df["method"]))  # as reported (collect may rename a variant)
     activity = activity[activity["run"].isin(label)].assign(

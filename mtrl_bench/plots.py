@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.colors import TABLEAU_COLORS
 from matplotlib.figure import Figure
 
 from mtrl_bench.display import MASK_DIAGNOSTICS, axis_label, metric_scale, order_key, sorted_names
@@ -21,6 +22,10 @@ from mtrl_bench.stats import MEAN_TASK, seed_scores
 from mtrl_bench_envs.common import atomic_write
 
 TASK_ALL = -1
+# Matplotlib's ten default colours, then eight more: a joint report draws a dozen methods, and
+# with ten colours the eleventh would share the first one's
+PALETTE = [*TABLEAU_COLORS, "black", "darkgoldenrod", "navy", "lime", "magenta", "teal",
+           "maroon", "slategray"]
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -34,6 +39,8 @@ def _grid(n: int, width: float = 4.2, height: float = 3.0) -> tuple[Figure, list
     rows = math.ceil(n / cols)
     fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel().tolist()
+    for ax in axes:
+        ax.set_prop_cycle(color=PALETTE)
     for ax in axes[n:]:
         ax.set_visible(False)
     return fig, axes[:n]
@@ -337,7 +344,7 @@ def plot_task_scaling(df: pd.DataFrame, path: Path, metric: str = "success",
             line = here[here["method"] == method].sort_values("n_tasks")
             ax.errorbar(line["n_tasks"], line["mean"] * factor, yerr=line["half"] * factor,
                         marker="o", capsize=3, label=method,
-                        color=colours.setdefault(method, f"C{len(colours) % 10}"))
+                        color=colours.setdefault(method, PALETTE[len(colours) % len(PALETTE)]))
         ax.set_xticks(sorted(here["n_tasks"].unique()))
         ax.set_title(f"{quality} [{protocol}], {here['n'].min()}-{here['n'].max()} seeds "
                      "per point", fontsize=9)
@@ -396,7 +403,7 @@ def plot_mask_activity(trajectories: pd.DataFrame, path: Path) -> Path | None:
     cells = trajectories[["suite", "quality", "protocol"]].drop_duplicates()
     styles = dict(zip(map(tuple, cells.to_numpy()), ["-", "--", ":", "-."] * len(cells)))
     methods = list(dict.fromkeys(trajectories["method"]))
-    colours = {m: f"C{i % 10}" for i, m in enumerate(methods)}
+    colours = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(methods)}
     for ax, key in zip(axes, keys):
         data = trajectories[trajectories["key"] == key]
         for (method, suite, quality, protocol), g in data.groupby(

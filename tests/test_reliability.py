@@ -494,3 +494,25 @@ def test_a_full_disk_while_checkpointing_says_so_and_keeps_the_last_checkpoint(t
     monkeypatch.undo()
     assert torch.load(run.checkpoint_path, weights_only=True)["step"] == 10
     assert [p.name for p in run.path.iterdir()] == ["checkpoint.pt"]  # no temp file left
+
+
+def test_a_report_that_failed_halfway_can_be_written_again(finished_run, tmp_path, monkeypatch,
+                                                           capsys):
+    """A report that stops midway (here: a plot that raises) leaves a folder the next attempt
+    may write into, not one refused as someone else's files; its report.md says it is unfinished
+    until the full report replaces it."""
+    from mtrl_bench import plots
+
+    target = tmp_path / "report"
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("plotting failed")
+
+    monkeypatch.setattr(plots, "plot_experiment", broken)
+    assert main(["report", str(finished_run), "--out", str(target)]) not in (0, None)
+    assert "plotting failed" in capsys.readouterr().err
+    assert "Not written" in (target / "report.md").read_text()
+    monkeypatch.undo()
+    assert main(["report", str(finished_run), "--out", str(target)]) in (0, None)
+    assert "Not written" not in (target / "report.md").read_text()
+    assert (target / "plots").is_dir()
