@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.colors
 import numpy as np
 import pandas as pd
 import pytest
@@ -169,3 +170,18 @@ def test_task_scaling_by_hand(tmp_path):
     one_suite = df[df["suite"] == "a2"]
     assert plots.task_scaling(one_suite).empty
     assert plots.plot_task_scaling(one_suite, tmp_path / "none.png") is None
+
+
+def test_a_dozen_methods_get_a_dozen_colours(tmp_path, monkeypatch):
+    """A joint report draws a dozen methods; none may share another's colour (with Matplotlib's
+    ten, the eleventh looked like the first)."""
+    methods = [f"method{i:02d}" for i in range(12)]
+    df = pd.DataFrame([dict(method=m, suite=s, quality="near-optimal", seed=0, task=f"{s}{t}",
+                            metric="success", value=0.5, protocol="p", run=f"{m}{s}")
+                       for m in methods for s, n in (("a2", 2), ("b3", 3)) for t in range(n)])
+    drawn = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.setdefault("fig", fig) and path)
+    plots.plot_task_scaling(df, tmp_path / "scaling.png")
+    bars = [c for c in drawn["fig"].axes[0].containers if c.get_label() in methods]
+    assert len(bars) == 12
+    assert len({matplotlib.colors.to_hex(c.lines[0].get_color()) for c in bars}) == 12
