@@ -392,16 +392,25 @@ ACTIVITY_PANELS = {"density": "density (share with M = 1)",
                    "recover_size": "recover set per update (share of entries)"}
 
 
+# line styles of the cells of a mask-activity figure (a joint report has five or six)
+DASHES = ["-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)), (0, (8, 2)),
+          (0, (3, 1, 3, 1, 1, 1))]
+
+
 def plot_mask_activity(trajectories: pd.DataFrame, path: Path) -> Path | None:
     """What the masks did over training, per masked method: density and, for strategies that
     report them, conflict and recover set sizes (means over tasks and seeds; one colour per
-    method, one line style per cell). None when no run has masks."""
+    method, one line style per cell, each named once in a legend beside the panels). None when
+    no run has masks."""
+    from matplotlib.lines import Line2D
+
     if trajectories.empty:
         return None
     keys = [k for k in ACTIVITY_PANELS if k in set(trajectories["key"])]
     fig, axes = _grid(len(keys), width=5.0)
-    cells = trajectories[["suite", "quality", "protocol"]].drop_duplicates()
-    styles = dict(zip(map(tuple, cells.to_numpy()), ["-", "--", ":", "-."] * len(cells)))
+    cells = [tuple(c) for c in trajectories[["suite", "quality", "protocol"]]
+             .drop_duplicates().to_numpy()]
+    styles = {c: DASHES[i % len(DASHES)] for i, c in enumerate(cells)}
     methods = list(dict.fromkeys(trajectories["method"]))
     colours = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(methods)}
     for ax, key in zip(axes, keys):
@@ -409,15 +418,17 @@ def plot_mask_activity(trajectories: pd.DataFrame, path: Path) -> Path | None:
         for (method, suite, quality, protocol), g in data.groupby(
                 ["method", "suite", "quality", "protocol"], sort=False):
             mean = g.groupby("step")["value"].mean()
-            label = f"{method} · {suite} {quality}" + (
-                f" [{protocol}]" if len(cells["protocol"].unique()) > 1 else "")
-            ax.plot(mean.index, mean.to_numpy(), styles[suite, quality, protocol],
-                    color=colours[method], label=label)
+            ax.plot(mean.index, mean.to_numpy(), linestyle=styles[suite, quality, protocol],
+                    color=colours[method])
         ax.set_title(ACTIVITY_PANELS[key], fontsize=9)
         ax.set_xlabel("training step")
         if key != "density":
             ax.set_yscale("symlog", linthresh=1e-5)
-    axes[0].legend(fontsize=6)
+    several = len({c[2] for c in cells}) > 1
+    handles = [Line2D([], [], color=colours[m], label=m) for m in methods] + [
+        Line2D([], [], color="grey", linestyle=styles[c],
+               label=f"{c[0]} {c[1]}" + (f" [{c[2]}]" if several else "")) for c in cells]
+    fig.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return _save(fig, path)
 
 

@@ -185,3 +185,26 @@ def test_a_dozen_methods_get_a_dozen_colours(tmp_path, monkeypatch):
     bars = [c for c in drawn["fig"].axes[0].containers if c.get_label() in methods]
     assert len(bars) == 12
     assert len({matplotlib.colors.to_hex(c.lines[0].get_color()) for c in bars}) == 12
+
+
+def test_mask_activity_names_each_method_and_cell_once(tmp_path, monkeypatch):
+    """Six cells of three methods (a joint report): every cell has its own line style, every
+    method its own colour, and the legend names each once, beside the panels, not over them."""
+    cells = [(s, q) for s in ("mt5", "mt30", "mt50") for q in ("near-optimal", "sub-optimal")]
+    methods = ["harmodt-f", "socodt", "socodt-signed"]
+    traj = pd.DataFrame([dict(method=m, suite=s, quality=q, protocol="p", run=f"{m}{s}{q}",
+                              key=key, step=step, value=0.8)
+                         for m in methods for s, q in cells for key in ("density", "conflict")
+                         for step in (30, 60)])
+    drawn = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.setdefault("fig", fig) and path)
+    plots.plot_mask_activity(traj, tmp_path / "activity.png")
+    fig = drawn["fig"]
+    assert all(ax.get_legend() is None for ax in fig.axes)
+    labels = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+    assert labels == methods + [f"{s} {q}" for s, q in cells]
+    lines = fig.axes[0].get_lines()
+    assert len(lines) == 18
+    # the dash pattern as drawn (get_linestyle() says "--" for every custom pattern)
+    styles = {(line.get_color(), str(line._dash_pattern)) for line in lines}
+    assert len(styles) == 18  # no two (method, cell) lines look alike
