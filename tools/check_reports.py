@@ -27,10 +27,13 @@ REPORT_FILES = ("results.csv", "mask_activity.csv", "aggregate.csv", "comparison
                 "paper_tables.csv", "report.md", "report.tex")
 # reports of several experiments: name -> (the experiments, the reference asked for)
 JOINT = {
-    "table1-joint": (("table1", "table1-mt30"), None),
+    "table1-joint": (("table1", "table1-mt30", "readings-mt30", "table1-mt50"), None),
     "mt30-readings/vs-random": (("table1-mt30", "readings-mt30"), "harmodt-r"),
     "mt30-readings/vs-harmodt-f": (("table1-mt30", "readings-mt30"), "harmodt-f"),
     "mt30-readings/vs-prompt-dt": (("table1-mt30", "readings-mt30"), "prompt-dt"),
+    "mt50-tests/vs-random": (("table1-mt50",), "harmodt-r"),
+    "mt50-tests/vs-harmodt-f": (("table1-mt50",), "harmodt-f"),
+    "mt50-tests/vs-prompt-dt": (("table1-mt50",), "prompt-dt"),
 }
 
 
