@@ -134,8 +134,13 @@ class Trainer:
                               act_dim=data.actions[0].shape[-1], conditioning=spec.conditioning,
                               num_tasks=data.num_tasks,
                               returns_to_go=spec.returns_to_go).to(device)
-        params = self.model.maskable_parameters()
-        self.layout = MaskLayout(tuple(params), tuple(tuple(p.shape) for p in params.values()))
+        # fixed for the run (a restore copies values into them): found once, not every step
+        self.maskable = self.model.maskable_parameters()
+        masked_ids = {id(p) for p in self.maskable.values()}
+        self.shared = [p for p in self.model.parameters()
+                       if p.requires_grad and id(p) not in masked_ids]
+        self.layout = MaskLayout(tuple(self.maskable),
+                                 tuple(tuple(p.shape) for p in self.maskable.values()))
         self.rng = np.random.default_rng(cfg.seed)  # segment sampler
         self.mask_rng = torch.Generator().manual_seed(cfg.seed + 1)  # the strategy's randomness
         self.strategy: MaskStrategy | None = None
@@ -171,7 +176,7 @@ class Trainer:
             return None
         fwd = self.mask_views()[0]
         out = {}
-        for name, p in self.model.maskable_parameters().items():
+        for name, p in self.maskable.items():
             w = p.detach().unsqueeze(0) * fwd[name]
             out[name] = w.requires_grad_() if requires_grad else w
         return out
@@ -190,9 +195,11 @@ class Trainer:
         if not torch.isfinite(loss):
             raise NonFiniteLoss(f"non-finite loss {loss.item()} at step {step + 1}")
         self.optimizer.zero_grad(set_to_none=True)
-        task_grads = None if weights is None else self._masked_backward(loss, weights)
         if weights is None:
             loss.backward()
+            task_grads = None
+        else:
+            task_grads = self._masked_backward(loss, weights)
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
@@ -213,16 +220,12 @@ class Trainer:
         transposed in memory, and backward() would copy each one into its leaf's layout, the
         largest avoidable cost of a masked step (BENCHMARKS.md, "Trainer"). They are used as they
         come; the sums are bit for bit the same."""
-        maskable = self.model.maskable_parameters()
-        masked_ids = {id(p) for p in maskable.values()}
-        shared = [p for p in self.model.parameters()
-                  if p.requires_grad and id(p) not in masked_ids]
-        grads = torch.autograd.grad(loss, [*shared, *weights.values()], allow_unused=True)
-        for p, g in zip(shared, grads, strict=False):
+        grads = torch.autograd.grad(loss, [*self.shared, *weights.values()], allow_unused=True)
+        for p, g in zip(self.shared, grads, strict=False):
             if g is not None:  # as AccumulateGrad stores it: in the parameter's layout
                 p.grad = g if g.stride() == p.stride() else torch.empty_like(p).copy_(g)
-        task_grads = dict(zip(weights, grads[len(shared):], strict=True))
-        for name, p in maskable.items():
+        task_grads = dict(zip(weights, grads[len(self.shared):], strict=True))
+        for name, p in self.maskable.items():
             # g_i / N times S_i, summed over tasks: mean_i g_i * S_i
             p.grad = sum_over_tasks(task_grads[name] * self.grad_scale_like(name, task_grads[name]))
         return task_grads
@@ -241,8 +244,8 @@ class Trainer:
         the other's keys."""
         n, t = self.data.num_tasks, self.cfg.train
         grads = self.layout.flatten(task_grads).float() * n
-        params = self.layout.flatten({k: p.detach() for k, p in
-                                      self.model.maskable_parameters().items()}, batch_dims=0)
+        params = self.layout.flatten({k: p.detach() for k, p in self.maskable.items()},
+                                     batch_dims=0)
         ctx = UpdateContext(grads, losses.detach().float(), params, step, t.steps,
                             t.mask_interval, self.mask_rng)
         was_active = self.strategy.masks == 1
