@@ -64,7 +64,7 @@ def write_report_files(dirs: Sequence[Path], reference: str | None, out: Path | 
         print("\n".join(f"  - {p}" for p in problems))
     if df.empty:
         raise ValueError(f"{where}: no finished run to report"
-                         + (f" ({len(problems)} unfinished, listed above)" if problems else
+                         + (f" ({len(problems)} problem(s), listed above)" if problems else
                             " (no run directories found)"))
     if not checked:
         reference = choose_reference(reference, sorted(set(df["method"])))

@@ -236,7 +236,8 @@ def _collect_one(experiment_dir: Path, numerics: dict[str, str],
                 problems.append(problem)
                 continue
             kind = _numerics(run)
-            rows += _rows(entry, read_json(run.eval_path), kind)
+            result = checked_result(read_json(run.eval_path), entry["suite"], run.eval_path.name)
+            rows += _rows(entry, result, kind)
             numerics.setdefault(entry["name"], kind)
             settings.setdefault(entry["name"], (protocol_id(entry["config"]),
                                                 protocol_settings(entry)))
@@ -247,6 +248,11 @@ def _collect_one(experiment_dir: Path, numerics: dict[str, str],
             problems.append(f"{entry['name']}: damaged, left out: {what}")
     references, left_out = _references(experiment_dir, entries)
     for entry, result in references:
+        try:
+            result = checked_result(result, entry["suite"], f"{entry['name']}.json")
+        except ValueError as exc:
+            left_out.append(f"damaged: {exc}")
+            continue
         rows += _rows(entry, result, "fp32")  # the BC references never autocast
         settings.setdefault(entry["name"], (protocol_id(entry["config"]),
                                             protocol_settings(entry)))
@@ -283,6 +289,64 @@ def _references(experiment_dir: Path, entries: list[dict[str, Any]]
                      "quality": cfg["quality"], "seed": cfg["seed"], "config": cfg},
                     ref["result"]))
     return out, left_out
+
+
+def _close(stored: float, exact: float) -> bool:
+    """Equal up to the rounding results are stored with (6 significant digits, `runs.rounded`)."""
+    return math.isclose(stored, exact, rel_tol=1e-4, abs_tol=1e-9)
+
+
+def _numbers(values: Any, what: str) -> list[float]:
+    if not isinstance(values, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in values):
+        raise ValueError(f"{what}: not a list of finite numbers")
+    return [float(v) for v in values]
+
+
+def checked_result(result: Any, suite: str, source: str) -> dict[str, Any]:
+    """An evaluation result (a run's eval.json, a reference's result) as the evaluator writes
+    it, else ValueError saying what is wrong: a hand-edited, truncated or crafted file must not
+    move a table. Its tasks are the suite's; each task's success is the mean of its 0/1
+    episode outcomes, its return the mean of its episode returns; the run's values are the
+    means over tasks. `source` names the file in the error."""
+    try:
+        return _checked_result(result, suite)
+    except ValueError as exc:
+        raise ValueError(f"{source}: {exc}") from None
+
+
+def _checked_result(result: Any, suite: str) -> dict[str, Any]:
+    from mtrl_bench_envs.suites import get_suite
+
+    if not isinstance(result, dict) or not isinstance(result.get("tasks"), dict):
+        raise ValueError("no per-task results ('tasks')")
+    tasks = result["tasks"]
+    expected = get_suite(suite).tasks
+    if set(tasks) != set(expected):
+        wrong = sorted(set(expected) ^ set(tasks))
+        raise ValueError(f"its tasks are not {suite}'s ({len(tasks)} for {len(expected)}; "
+                         f"differ in {', '.join(wrong[:3])}{' ...' if len(wrong) > 3 else ''})")
+    for task, r in tasks.items():
+        if not isinstance(r, dict):
+            raise ValueError(f"{task}: not a result")
+        e = r.get("episodes")
+        successes = _numbers(r.get("successes"), f"{task} successes")
+        returns = _numbers(r.get("returns"), f"{task} returns")
+        if not (isinstance(e, int) and e > 0 and len(successes) == len(returns) == e):
+            raise ValueError(f"{task}: 'episodes' ({e!r}) is not the number of episodes recorded")
+        if any(s not in (0.0, 1.0) for s in successes):
+            raise ValueError(f"{task}: an episode's success is not 0 or 1")
+        for metric, values in (("success", successes), ("return", returns)):
+            value = r.get(metric)
+            if not (isinstance(value, (int, float)) and _close(value, sum(values) / e)):
+                raise ValueError(f"{task}: {metric} {value!r} is not the mean of its episodes")
+    for metric in ("success", "return"):
+        value = result.get(metric)
+        mean = sum(r[metric] for r in tasks.values()) / len(tasks)
+        if not (isinstance(value, (int, float)) and _close(value, mean)):
+            raise ValueError(f"{metric} {value!r} is not the mean over its tasks")
+    return result
 
 
 def _rows(entry: dict[str, Any], result: dict[str, Any], numerics: str) -> list[dict[str, Any]]:

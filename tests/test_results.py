@@ -15,15 +15,36 @@ from mtrl_bench.config import RunConfig
 from mtrl_bench.masking import mask_diagnostics
 from mtrl_bench.report import write_report
 from mtrl_bench.runs import RunDir, write_json
+from mtrl_bench_envs.suites import get_suite
 
-TASKS = ("reach-v3", "push-v3")
+TASKS = ("basketball-v3", "bin-picking-v3")  # the first two tasks of MT5 and MT30
+EPISODES = 40  # per task: every success below is a whole number of episodes
+
+
+def eval_result(suite: str, success: tuple[float, ...], returns: tuple[float, ...]) -> dict:
+    """An evaluation result as the evaluator writes it: `success` and `returns` are the first
+    tasks' values, the suite's other tasks get their mean (so the run's mean is theirs)."""
+    tasks = get_suite(suite).tasks
+    fill = len(tasks) - len(success)
+    success = (*success, *[sum(success) / len(success)] * fill)
+    returns = (*returns, *[sum(returns) / len(returns)] * fill)
+    per_task = {}
+    for task, s, r in zip(tasks, success, returns):
+        won = round(s * EPISODES)
+        assert math.isclose(won, s * EPISODES), f"{s} is not a whole number of {EPISODES} episodes"
+        per_task[task] = {"success": won / EPISODES, "return": r, "episodes": EPISODES,
+                          "successes": [1] * won + [0] * (EPISODES - won),
+                          "returns": [r] * EPISODES}
+    return {"tasks": per_task, "success": sum(success) / len(success),
+            "return": sum(returns) / len(returns)}
 
 
 def make_run(root: Path, name: str, method: str = "socodt", seed: int = 0,
              success: tuple[float, ...] | None = (1.0, 0.5), returns: tuple[float, ...] = (
                  400.0, 200.0), state: str = "complete", early_stop: bool = True,
              metrics: list[dict] | None = None, suite: str = "mt5") -> RunDir:
-    """A run directory as the trainer leaves it (success=None: no eval.json)."""
+    """A run directory as the trainer leaves it (success=None: no eval.json); `success` and
+    `returns` as in `eval_result`."""
     cfg = RunConfig(method=method, suite=suite, quality="sub-optimal", seed=seed, profile="cpu")
     cfg.eval.early_stop = early_stop
     run = RunDir(root / name)
@@ -32,10 +53,7 @@ def make_run(root: Path, name: str, method: str = "socodt", seed: int = 0,
     for record in metrics or []:
         run.log(record)
     if success is not None:
-        tasks = {t: {"success": s, "return": r, "episodes": 2} for t, s, r in
-                 zip(TASKS, success, returns)}
-        write_json(run.eval_path, {"tasks": tasks, "success": sum(success) / len(success),
-                                   "return": sum(returns) / len(returns)})
+        write_json(run.eval_path, eval_result(suite, success, returns))
     if state == "complete":
         run.mark_complete()
     else:
@@ -60,7 +78,7 @@ def test_collect_long_table_from_run_dirs(tmp_path):
     assert set(df.columns) >= {"method", "suite", "quality", "seed", "task", "metric", "value",
                                "protocol", "run"}
     soco = df[(df["method"] == "socodt")]
-    assert set(soco["task"]) == {*TASKS, "__mean__"}
+    assert set(soco["task"]) == {*get_suite("mt5").tasks, "__mean__"}
     assert soco.set_index("task").loc["__mean__", "value"] == 0.75
     assert set(df["metric"]) == {"success"}  # early-stopped episodes: no return rows
     assert set(df["protocol"]) == {"v3-scripted-replay-v2/cpu"}
@@ -90,12 +108,11 @@ def test_protocol_names_the_recipe():
 def _reference_file(folder: Path, config: dict, variant: str, success: float) -> None:
     from mtrl_bench.baselines import reference_protocol
 
-    tasks = {t: {"success": success, "return": 1.0, "episodes": 2} for t in TASKS}
     name = f"{variant}__{config['suite']}__{config['quality']}__s{config['seed']}.json"
     write_json(folder / name,
                {"reference": variant, "suite_label": config["suite"], "config": config,
                 "protocol": reference_protocol(config, variant),
-                "result": {"tasks": tasks, "success": success, "return": 1.0}})
+                "result": eval_result(config["suite"], (success,), (1.0,))})
 
 
 def test_references_of_the_runs_are_rows_and_stale_ones_are_left_out(tmp_path):
@@ -115,11 +132,67 @@ def test_references_of_the_runs_are_rows_and_stale_ones_are_left_out(tmp_path):
     assert any("2 reference file(s)" in p for p in problems)
 
 
+def _drop_task(r: dict) -> None:
+    """The hardest task gone and the mean recomputed: consistent, but not the suite's."""
+    del r["tasks"][TASKS[1]]
+    r["success"] = sum(t["success"] for t in r["tasks"].values()) / len(r["tasks"])
+
+
+def _first(r: dict) -> dict:
+    return r["tasks"][TASKS[0]]
+
+
+CRAFTED_EVALS = {
+    "task dropped": (_drop_task, "its tasks are not mt5's (4 for 5; differ in bin-picking-v3)"),
+    "task added": (lambda r: r["tasks"].update({"reach-v3": _first(r)}), "differ in reach-v3"),
+    "success above 1": (lambda r: _first(r).update(success=7), "success 7 is not the mean"),
+    "success as text": (lambda r: _first(r).update(success="1"), "success '1' is not the mean"),
+    "mean edited": (lambda r: r.update(success=0.9), "success 0.9 is not the mean over"),
+    "episode of 2": (lambda r: _first(r)["successes"].__setitem__(0, 2), "not 0 or 1"),
+    "episodes miscounted": (lambda r: _first(r).update(episodes=50), "'episodes' (50)"),
+    "return not a number": (lambda r: _first(r)["returns"].__setitem__(0, "x"),
+                            "returns: not a list of finite numbers"),
+    "no tasks": (lambda r: r.update(tasks=[]), "no per-task results"),
+    "not an object": (lambda r: r.clear(), "no per-task results"),
+}
+
+
+@pytest.mark.parametrize("case", list(CRAFTED_EVALS))
+def test_a_crafted_evaluation_is_left_out_naming_its_file_and_fault(case, tmp_path):
+    """A run folder from someone else is untrusted: its eval.json must be what the evaluator
+    writes, or the run is left out with a one-line reason, the others reported."""
+    edit, fault = CRAFTED_EVALS[case]
+    runs = tmp_path / "runs"
+    make_run(runs, "good")
+    bad = make_run(runs, "bad", seed=1)
+    result = json.loads(bad.eval_path.read_text())
+    edit(result)
+    write_json(bad.eval_path, result)
+    df, problems = results.collect(tmp_path)
+    assert set(df["run"]) == {"good"}
+    (problem,) = problems
+    assert problem.startswith("bad: damaged, left out: eval.json: ") and fault in problem
+
+
+def test_a_crafted_reference_is_left_out_naming_its_file(tmp_path):
+    run = make_run(tmp_path / "runs", "a")
+    folder = tmp_path / "references"
+    folder.mkdir()
+    _reference_file(folder, json.loads(run.config_path.read_text()), "bc-top20", 0.9)
+    (path,) = folder.iterdir()
+    ref = json.loads(path.read_text())
+    _drop_task(ref["result"])
+    write_json(path, ref)
+    df, problems = results.collect(tmp_path)
+    assert set(df["method"]) == {"socodt"}
+    assert any(f"damaged: {path.name}: its tasks are not mt5's" in p for p in problems)
+
+
 def test_returns_only_from_full_episodes(tmp_path):
     make_run(tmp_path / "runs", "full", early_stop=False)
     df, _ = results.collect(tmp_path)
     ret = df[df["metric"] == "return"].set_index("task")["value"]
-    assert ret["reach-v3"] == 400.0 and ret["__mean__"] == 300.0
+    assert ret[TASKS[0]] == 400.0 and ret["__mean__"] == 300.0
 
 
 def test_problems_name_missing_failed_and_unfinished_runs(tmp_path):
