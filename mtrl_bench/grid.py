@@ -423,6 +423,39 @@ def write_grid(exp: Experiment, runs: Sequence[GridRun], out: Path) -> None:
                                    "runs": [r.to_dict() for r in runs]})
 
 
+GRID_RUN_FIELDS = {"name": str, "method": str, "label": str, "suite": str, "suite_label": str,
+                   "quality": str, "seed": int, "config": dict}
+
+
 def read_grid(experiment_dir: Path) -> dict[str, Any] | None:
+    """An experiment's grid.json (None when it has none), else ValueError naming the file and
+    its fault: an experiment folder from elsewhere is untrusted, and its runs must be plain
+    folder names inside it."""
     path = Path(experiment_dir) / "grid.json"
-    return read_json(path) if path.exists() else None
+    if not path.exists():
+        return None
+    grid = read_json(path)
+    try:
+        _check_grid(grid)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return grid
+
+
+def _check_grid(grid: Any) -> None:
+    if not isinstance(grid, dict) or not isinstance(grid.get("runs"), list):
+        raise ValueError("not a grid (no list of 'runs')")
+    seeds = grid.get("reference_seeds")
+    if seeds is not None and not (isinstance(seeds, list) and all(
+            isinstance(x, int) and not isinstance(x, bool) for x in seeds)):
+        raise ValueError("'reference_seeds' is not a list of integers")
+    for i, run in enumerate(grid["runs"]):
+        if not isinstance(run, dict):
+            raise ValueError(f"run {i} is not an object")
+        for key, kind in GRID_RUN_FIELDS.items():
+            value = run.get(key)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise ValueError(f"run {i}: {key!r} is missing or not a {kind.__name__}")
+        name = run["name"]
+        if name in ("", ".", "..") or "/" in name or "\\" in name or Path(name).is_absolute():
+            raise ValueError(f"run {i}: {name!r} is not a plain folder name")

@@ -43,9 +43,10 @@ def claim(folder: str | Path, kind: str, experiment: str | None = None) -> Path:
                          f"or empty folder or a {kind} folder of its own: give another")
     if kind == "experiment" and experiment is not None and (folder / "grid.json").exists():
         try:
-            other = json.loads((folder / "grid.json").read_text()).get("experiment")
+            other = json.loads((folder / "grid.json").read_text())
         except (ValueError, UnicodeDecodeError):
             other = None
+        other = other.get("experiment") if isinstance(other, dict) else None
         if other != experiment:
             raise ValueError(f"{folder}: holds experiment {other!r}, not {experiment!r}; give "
                              "another --out (one experiment per folder)")

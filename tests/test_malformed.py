@@ -85,6 +85,14 @@ def _run_dir(write: Callable[[Path], None], complete: bool = False
     return setup
 
 
+def _grid(text: str) -> Callable[[Path, Path], None]:
+    """An experiment folder (tmp) whose grid.json is `text`: a folder from elsewhere."""
+    def setup(tmp: Path, data: Path) -> None:
+        (tmp / "runs").mkdir()
+        (tmp / "grid.json").write_text(text)
+    return setup
+
+
 def _checkpoint(payload: Callable[[Path], None]) -> Callable[[Path, Path], None]:
     return _run_dir(payload)
 
@@ -251,6 +259,20 @@ CASES = {
     "report empty": Case(["report", "{tmp}/none"], "no such experiment directory"),
     "report no runs": Case(["report", "{tmp}"], "no finished run to report"),
     "report two, no out": Case(["report", "{tmp}", "{tmp}"], "reported as one need --out"),
+    "grid a list": Case(["report", "{tmp}"], "grid.json: not a grid", _grid("[1, 2]")),
+    "grid runs 5": Case(["report", "{tmp}"], "grid.json: not a grid", _grid('{"runs": 5}')),
+    "grid run fields": Case(["report", "{tmp}"], "run 0: 'method' is missing",
+                            _grid('{"runs": [{"name": "x"}]}')),
+    "grid run outside": Case(["report", "{tmp}"], "run 0: '../../x' is not a plain folder name",
+                             _grid(json.dumps({"runs": [{
+                                 "name": "../../x", "method": "a", "label": "a", "suite": "mt5",
+                                 "suite_label": "mt5", "quality": "sub-optimal", "seed": 0,
+                                 "config": {}}]}))),
+    "grid seeds": Case(["report", "{tmp}"], "'reference_seeds' is not a list of integers",
+                       _grid('{"runs": [], "reference_seeds": [true]}')),
+    "grid not an object": Case([*RUN, "quick"], "holds experiment None, not 'quick'",
+                        lambda tmp, data: (tmp / "exp").mkdir() or (tmp / "exp" / "grid.json")
+                        .write_text("[1]")),
 }
 
 
