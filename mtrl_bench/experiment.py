@@ -47,7 +47,7 @@ def write_report_files(dirs: Sequence[Path], reference: str | None, out: Path | 
     `checked`: the reference was already checked against the experiment's methods (its runs
     may all have failed). `keep` selects the rows to report (e.g. a comparison's runs among
     folders holding more); then only the first folder's problems are said."""
-    from mtrl_bench.plots import plot_experiment, plot_mask_activity
+    from mtrl_bench.plots import method_colours, plot_experiment, plot_mask_activity
     from mtrl_bench.report import write_report
     from mtrl_bench.results import collect, mask_activity, provenance
     from mtrl_bench_envs.common import atomic_write
@@ -81,9 +81,11 @@ def write_report_files(dirs: Sequence[Path], reference: str | None, out: Path | 
     trajectories = trajectories[trajectories["run"].isin(label)].assign(
         method=lambda t: t["run"].map(label))
     atomic_write(out / "mask_activity.csv", activity.to_csv(index=False))
-    figures = plot_experiment(dirs, df, out / "plots", runs=set(df["run"]) if keep else None)
-    figures += [p for p in [plot_mask_activity(trajectories,
-                                               out / "plots" / "mask_activity.png")]
+    colours = method_colours(df["method"])  # a method's colour, the same in every figure
+    figures = plot_experiment(dirs, df, out / "plots", runs=set(df["run"]) if keep else None,
+                              colours=colours)
+    figures += [p for p in [plot_mask_activity(trajectories, out / "plots" / "mask_activity.png",
+                                               colours)]
                 if p is not None]
     command = " ".join(["mtrl-bench report", *map(str, dirs), "--out", str(out),
                         "--reference", reference])

@@ -8,7 +8,7 @@ when there was nothing to draw.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,17 @@ TASK_ALL = -1
 # with ten colours the eleventh would share the first one's
 PALETTE = [*TABLEAU_COLORS, "black", "darkgoldenrod", "navy", "lime", "magenta", "teal",
            "maroon", "slategray"]
+
+
+def method_colours(methods: Iterable[str]) -> dict[str, str]:
+    """One colour per method, in the methods' canonical order. A report draws all its figures
+    with one such map, so a method keeps its colour in every panel and every figure."""
+    return {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(sorted_names(methods, "method"))}
+
+
+def _colour(colours: dict[str, str], method: str) -> str:
+    """`method`'s colour; a method the map lacks gets the next free one (and keeps it)."""
+    return colours.setdefault(method, PALETTE[len(colours) % len(PALETTE)])
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -51,23 +62,26 @@ def _scale(metric: str) -> tuple[float, str]:
     return metric_scale(metric)[0], axis_label(metric)
 
 
-def _band(ax: Any, x: np.ndarray, groups: pd.DataFrame, label: str) -> None:
+def _band(ax: Any, x: np.ndarray, groups: pd.DataFrame, label: str, colour: str) -> None:
     """Mean over seeds with a ±1 std band (ddof=1; no band for one seed)."""
     mean = groups.mean(axis=1).to_numpy()
     std = groups.std(axis=1, ddof=1).fillna(0).to_numpy()
     marker = "o" if len(x) < 3 else None
-    line, = ax.plot(x, mean, marker=marker, label=f"{label} (n={groups.shape[1]})")
+    ax.plot(x, mean, marker=marker, label=f"{label} (n={groups.shape[1]})", color=colour)
     if groups.shape[1] > 1:
-        ax.fill_between(x, mean - std, mean + std, alpha=0.2, color=line.get_color())
+        ax.fill_between(x, mean - std, mean + std, alpha=0.2, color=colour)
 
 
 # --------------------------------------------------------------------------- Fig. 4
 
-def plot_curves(curves: pd.DataFrame, path: Path, metric: str = "success") -> Path | None:
-    """Evaluation `metric` over training steps, one panel per cell, one line per method."""
+def plot_curves(curves: pd.DataFrame, path: Path, metric: str = "success",
+                colours: dict[str, str] | None = None) -> Path | None:
+    """Evaluation `metric` over training steps, one panel per cell, one line per method
+    (coloured by `colours`, default `method_colours` of these curves)."""
     ev = curves[(curves["kind"] == "eval") & (curves["metric"] == metric)]
     if ev.empty:
         return None
+    colours = method_colours(ev["method"]) if colours is None else colours
     factor, ylabel = _scale(metric)
     cells = ev[["suite", "quality", "protocol"]].drop_duplicates().sort_values(
         ["suite", "quality"], key=lambda s: order_key(s.name)(s))
@@ -78,7 +92,7 @@ def plot_curves(curves: pd.DataFrame, path: Path, metric: str = "success") -> Pa
         for method in sorted_names(here["method"], "method"):
             table = here[here["method"] == method].pivot_table(
                 index="step", columns="seed", values="value", aggfunc="mean") * factor
-            _band(ax, table.index.to_numpy(), table, method)
+            _band(ax, table.index.to_numpy(), table, method, _colour(colours, method))
         only_final = here.groupby("run")["step"].nunique().max() == 1
         ax.set_title(f"{cell.suite} {cell.quality}" + (" (final eval only)" if only_final
                                                        else ""), fontsize=9)
@@ -277,11 +291,12 @@ def performance_profile(scores: np.ndarray, taus: np.ndarray, reps: int = 1000,
 
 
 def plot_profiles(df: pd.DataFrame, path: Path, metric: str = "success", seed: int = 0,
-                  reps: int = 1000) -> Path | None:
+                  reps: int = 1000, colours: dict[str, str] | None = None) -> Path | None:
     """Performance profiles per cell: fraction of runs with per-task score > τ, per method."""
     data = df[(df["metric"] == metric) & (df["task"] != MEAN_TASK)]
     if data.empty:
         return None
+    colours = method_colours(data["method"]) if colours is None else colours
     factor, xlabel = _scale(metric)
     cells = data[["suite", "quality", "protocol"]].drop_duplicates().sort_values(
         ["suite", "quality"], key=lambda s: order_key(s.name)(s))
@@ -295,10 +310,10 @@ def plot_profiles(df: pd.DataFrame, path: Path, metric: str = "success", seed: i
             matrix = here[here["method"] == method].pivot_table(
                 index="seed", columns="task", values="value", aggfunc="mean").dropna(axis=1)
             frac, low, high = performance_profile(matrix.to_numpy(), taus, reps, seed)
-            line, = ax.step(taus * factor, frac, where="post",
-                            label=f"{method} (n={len(matrix)})")
-            ax.fill_between(taus * factor, low, high, step="post", alpha=0.15,
-                            color=line.get_color())
+            colour = _colour(colours, method)
+            ax.step(taus * factor, frac, where="post", label=f"{method} (n={len(matrix)})",
+                    color=colour)
+            ax.fill_between(taus * factor, low, high, step="post", alpha=0.15, color=colour)
         ax.set_title(f"{cell.suite} {cell.quality}", fontsize=9)
         ax.set_xlabel(f"τ ({xlabel})")
         ax.set_ylabel("fraction of runs with score > τ")
@@ -328,7 +343,8 @@ def task_scaling(df: pd.DataFrame, metric: str = "success",
 
 
 def plot_task_scaling(df: pd.DataFrame, path: Path, metric: str = "success",
-                      confidence: float = 0.95) -> Path | None:
+                      confidence: float = 0.95, colours: dict[str, str] | None = None
+                      ) -> Path | None:
     """Success against the number of tasks (e.g. MT5, MT30, MT50 reported together): one panel
     per data quality, one line per method with its t-interval (`task_scaling`). None unless the
     results span at least two task counts of one protocol and quality."""
@@ -338,13 +354,13 @@ def plot_task_scaling(df: pd.DataFrame, path: Path, metric: str = "success",
     factor, ylabel = _scale(metric)
     panels = list(table.groupby(["quality", "protocol"], sort=False))
     fig, axes = _grid(len(panels), width=4.8)
-    colours: dict[str, str] = {}  # one colour per method across panels
+    colours = method_colours(table["method"]) if colours is None else colours
     for ax, ((quality, protocol), here) in zip(axes, panels):
         for method in sorted_names(here["method"].unique(), "method"):
             line = here[here["method"] == method].sort_values("n_tasks")
             ax.errorbar(line["n_tasks"], line["mean"] * factor, yerr=line["half"] * factor,
                         marker="o", capsize=3, label=method,
-                        color=colours.setdefault(method, PALETTE[len(colours) % len(PALETTE)]))
+                        color=_colour(colours, method))
         ax.set_xticks(sorted(here["n_tasks"].unique()))
         ax.set_title(f"{quality} [{protocol}], {here['n'].min()}-{here['n'].max()} seeds "
                      "per point", fontsize=9)
@@ -397,7 +413,8 @@ DASHES = ["-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)), (0, (8, 2)
           (0, (3, 1, 3, 1, 1, 1))]
 
 
-def plot_mask_activity(trajectories: pd.DataFrame, path: Path) -> Path | None:
+def plot_mask_activity(trajectories: pd.DataFrame, path: Path,
+                       colours: dict[str, str] | None = None) -> Path | None:
     """What the masks did over training, per masked method: density and, for strategies that
     report them, conflict and recover set sizes (means over tasks and seeds; one colour per
     method, one line style per cell, each named once in a legend beside the panels). None when
@@ -411,21 +428,21 @@ def plot_mask_activity(trajectories: pd.DataFrame, path: Path) -> Path | None:
     cells = [tuple(c) for c in trajectories[["suite", "quality", "protocol"]]
              .drop_duplicates().to_numpy()]
     styles = {c: DASHES[i % len(DASHES)] for i, c in enumerate(cells)}
-    methods = list(dict.fromkeys(trajectories["method"]))
-    colours = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(methods)}
+    methods = sorted_names(trajectories["method"], "method")
+    colours = method_colours(methods) if colours is None else colours
     for ax, key in zip(axes, keys):
         data = trajectories[trajectories["key"] == key]
         for (method, suite, quality, protocol), g in data.groupby(
                 ["method", "suite", "quality", "protocol"], sort=False):
             mean = g.groupby("step")["value"].mean()
             ax.plot(mean.index, mean.to_numpy(), linestyle=styles[suite, quality, protocol],
-                    color=colours[method])
+                    color=_colour(colours, method), label=method)
         ax.set_title(ACTIVITY_PANELS[key], fontsize=9)
         ax.set_xlabel("training step")
         if key != "density":
             ax.set_yscale("symlog", linthresh=1e-5)
     several = len({c[2] for c in cells}) > 1
-    handles = [Line2D([], [], color=colours[m], label=m) for m in methods] + [
+    handles = [Line2D([], [], color=_colour(colours, m), label=m) for m in methods] + [
         Line2D([], [], color="grey", linestyle=styles[c],
                label=f"{c[0]} {c[1]}" + (f" [{c[2]}]" if several else "")) for c in cells]
     fig.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
@@ -434,7 +451,8 @@ def plot_mask_activity(trajectories: pd.DataFrame, path: Path) -> Path | None:
 
 def plot_experiment(experiment_dirs: str | Path | Sequence[str | Path], df: pd.DataFrame,
                     out_dir: str | Path | None = None, seed: int = 0,
-                    runs: set[str] | None = None) -> list[Path]:
+                    runs: set[str] | None = None,
+                    colours: dict[str, str] | None = None) -> list[Path]:
     """Every plot of one experiment (or of several reported together): curves, profiles, and
     for sweeps their results and the masks of every point (lowest seed) in one figure. A run's
     own diagnostics are `plot_run`'s (`mtrl-bench plot`, on demand): one figure per run would
@@ -448,11 +466,13 @@ def plot_experiment(experiment_dirs: str | Path | Sequence[str | Path], df: pd.D
     curves = training_curves(*dirs)
     if runs is not None:  # a selection of the folders' runs (a comparison)
         curves = curves[curves["run"].isin(runs)]
-    paths = [plot_curves(curves, out / "curves_success.png"),
-             plot_profiles(df, out / "profile_success.png", seed=seed),
-             plot_task_scaling(df, out / "success_vs_tasks.png")]
+    colours = method_colours(df["method"]) if colours is None else colours
+    paths = [plot_curves(curves, out / "curves_success.png", colours=colours),
+             plot_profiles(df, out / "profile_success.png", seed=seed, colours=colours),
+             plot_task_scaling(df, out / "success_vs_tasks.png", colours=colours)]
     if "return" in set(df["metric"]):
-        paths.append(plot_curves(curves, out / "curves_return.png", metric="return"))
+        paths.append(plot_curves(curves, out / "curves_return.png", metric="return",
+                                 colours=colours))
     grid_runs = [e for d in dirs for e in (read_grid(d) or {}).get("runs", [])
                  if runs is None or e["name"] in runs]
     swept = {e["name"] for e in grid_runs if e.get("sweeps")}
@@ -465,7 +485,7 @@ def plot_experiment(experiment_dirs: str | Path | Sequence[str | Path], df: pd.D
     return [p for p in paths if p is not None]
 
 
-__all__ = ["performance_profile", "plot_curves", "plot_experiment", "plot_loss",
+__all__ = ["method_colours", "performance_profile", "plot_curves", "plot_experiment", "plot_loss",
            "mask_panels", "method_panels", "plot_mask_activity", "plot_mask_diagnostics",
            "plot_profiles", "plot_run", "plot_task_scaling", "task_scaling",
            "plot_sweep_masks", "plot_sweeps"]

@@ -208,3 +208,32 @@ def test_mask_activity_names_each_method_and_cell_once(tmp_path, monkeypatch):
     # the dash pattern as drawn (get_linestyle() says "--" for every custom pattern)
     styles = {(line.get_color(), str(line._dash_pattern)) for line in lines}
     assert len(styles) == 18  # no two (method, cell) lines look alike
+
+
+def test_a_method_keeps_its_colour_in_every_panel_and_figure(tmp_path, monkeypatch):
+    """HarmoDT-R runs on near-optimal data only: with colours taken from each panel's own
+    methods, every method after it changed colour between the panels (and between figures)."""
+    def cell(quality, methods):
+        return table(methods=methods).assign(quality=quality,
+                                             run=lambda d: d["run"] + quality)
+    df = pd.concat([cell("near-optimal", ("prompt-dt", "harmodt-r", "harmodt-f", "socodt")),
+                    cell("sub-optimal", ("prompt-dt", "harmodt-f", "socodt"))])
+    curves = df.assign(step=500, kind="eval")
+    traj = df[df["method"] != "prompt-dt"].assign(key="density", step=30, value=0.8)
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig) or path)
+    colours = plots.method_colours(df["method"])
+    plots.plot_profiles(df, tmp_path / "p.png", reps=10, colours=colours)
+    plots.plot_curves(curves, tmp_path / "c.png", colours=colours)
+    plots.plot_mask_activity(traj, tmp_path / "m.png", colours)
+    seen = {}
+    for fig in drawn:
+        for ax in fig.axes:
+            for line in ax.get_lines():
+                method = line.get_label().split(" (n=")[0]
+                if method in colours:
+                    seen.setdefault(method, set()).add(matplotlib.colors.to_hex(line.get_color()))
+    assert set(seen) == set(colours)
+    assert len(drawn) == 3 and all(drawn[2].axes[0].get_lines())
+    assert all(found == {matplotlib.colors.to_hex(colours[m])} for m, found in seen.items())
+    assert len(set(colours.values())) == 4
