@@ -34,6 +34,7 @@ JOINT = {
     "mt50-tests/vs-random": (("table1-mt50",), "harmodt-r"),
     "mt50-tests/vs-harmodt-f": (("table1-mt50",), "harmodt-f"),
     "mt50-tests/vs-prompt-dt": (("table1-mt50",), "prompt-dt"),
+    "table2-tests/vs-prompt-dt": (("table2",), "prompt-dt"),
 }
 
 
