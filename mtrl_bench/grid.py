@@ -443,6 +443,8 @@ def read_grid(experiment_dir: Path) -> dict[str, Any] | None:
 
 
 def _check_grid(grid: Any) -> None:
+    from mtrl_bench_envs.common import check_plain_name
+
     if not isinstance(grid, dict) or not isinstance(grid.get("runs"), list):
         raise ValueError("not a grid (no list of 'runs')")
     seeds = grid.get("reference_seeds")
@@ -456,6 +458,4 @@ def _check_grid(grid: Any) -> None:
             value = run.get(key)
             if not isinstance(value, kind) or isinstance(value, bool):
                 raise ValueError(f"run {i}: {key!r} is missing or not a {kind.__name__}")
-        name = run["name"]
-        if name in ("", ".", "..") or "/" in name or "\\" in name or Path(name).is_absolute():
-            raise ValueError(f"run {i}: {name!r} is not a plain folder name")
+        check_plain_name(f"run {i}: run", run["name"])  # a folder inside this one

@@ -263,7 +263,7 @@ CASES = {
     "grid runs 5": Case(["report", "{tmp}"], "grid.json: not a grid", _grid('{"runs": 5}')),
     "grid run fields": Case(["report", "{tmp}"], "run 0: 'method' is missing",
                             _grid('{"runs": [{"name": "x"}]}')),
-    "grid run outside": Case(["report", "{tmp}"], "run 0: '../../x' is not a plain folder name",
+    "grid run outside": Case(["report", "{tmp}"], "run 0: run name '../../x' is not a plain name",
                              _grid(json.dumps({"runs": [{
                                  "name": "../../x", "method": "a", "label": "a", "suite": "mt5",
                                  "suite_label": "mt5", "quality": "sub-optimal", "seed": 0,
